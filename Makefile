@@ -1,0 +1,99 @@
+# Sieve: set-up, run, test, docs. `make help` lists the targets.
+#
+# `make run` and `make test` do all the set-up a fresh Debian/Ubuntu machine needs:
+# system packages (when root), the virtual environment, and the pinned Python packages,
+# reinstalled only when requirements*.txt changed since the last install (stamp files).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Stamps live in the venv: a new venv starts without them and so gets a full install.
+RUNTIME_STAMP := $(VENV)/.installed-requirements.txt
+DEV_STAMP := $(VENV)/.installed-requirements-dev.txt
+
+SYSTEM_PACKAGES := dataset-fashion-mnist fonts-dejavu-core
+MODELS := classifier filter
+
+PIP_COMPILE := $(BIN)/pip-compile --generate-hashes --strip-extras --allow-unsafe \
+	--no-emit-index-url --no-emit-find-links --quiet
+# Extra pip-compile options, e.g. `make compile-deps COMPILE_ARGS=--upgrade`.
+COMPILE_ARGS ?=
+# Extra pytest options, e.g. `make test PYTEST_ARGS="-m 'not slow'"`.
+PYTEST_ARGS ?=
+# Extra options for the training runs of `make run`, e.g. `TRAIN_ARGS="--epochs 1"`.
+# (--download-data only downloads when the data set is not on this machine yet.)
+TRAIN_ARGS ?=
+
+.PHONY: help run test data docs lint compile-deps sync-deps system-deps clean
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+run: system-deps $(RUNTIME_STAMP) ## Set up, then train the default models if none is published.
+	@for model in $(MODELS); do \
+		if $(BIN)/python -m training.store has "$$model"; then \
+			echo "run: a $$model model is published; not training it"; \
+		else \
+			echo "run: no $$model model published yet; training one"; \
+			$(BIN)/python -m training.train --download-data --train --model "$$model" \
+				$(TRAIN_ARGS) || exit 1; \
+		fi; \
+	done
+
+test: system-deps $(DEV_STAMP) ## Set up, then run the test suite.
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+data: system-deps $(RUNTIME_STAMP) ## Fetch and verify Fashion-MNIST (downloads it when missing).
+	$(BIN)/python -m training.train --download-data
+
+docs: $(DEV_STAMP) ## Serve the documentation at http://127.0.0.1:8000 with live reload.
+	$(BIN)/mkdocs serve
+
+lint: $(DEV_STAMP) ## Check the code with ruff.
+	$(BIN)/ruff check .
+
+compile-deps: $(DEV_STAMP) ## Re-pin requirements*.txt from requirements*.in (pip-compile).
+	$(PIP_COMPILE) $(COMPILE_ARGS) --output-file=requirements.txt requirements.in
+	$(PIP_COMPILE) $(COMPILE_ARGS) --output-file=requirements-dev.txt requirements-dev.in
+
+sync-deps: $(BIN)/python ## Make .venv hold exactly what requirements-dev.txt pins (pip-sync).
+	@test -x $(BIN)/pip-sync || $(MAKE) $(DEV_STAMP)
+	$(BIN)/pip-sync requirements-dev.txt
+	touch $(RUNTIME_STAMP) $(DEV_STAMP)
+
+system-deps: ## Install the Debian packages (data set, fonts) when root; skip otherwise.
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' || echo "$$p"; \
+	done); \
+	if [ -z "$$missing" ]; then \
+		echo "system-deps: $(SYSTEM_PACKAGES) already installed"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "system-deps: no apt-get; skipping $$missing (training downloads the data instead)"; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "system-deps: not root; skipping $$missing (install with:" \
+			"sudo apt-get install $$missing; or let training download the data)"; \
+	else \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends $$missing \
+		|| { apt-get update && apt-get install -y --no-install-recommends $$missing; } \
+		|| echo "system-deps: could not install $$missing; training downloads the data instead"; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME_STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/pip install --require-hashes -r requirements.txt
+	touch $@
+
+# requirements-dev.txt pins everything requirements.txt pins, so it satisfies both stamps.
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --require-hashes -r requirements-dev.txt
+	touch $(RUNTIME_STAMP) $@
+
+clean: ## Remove built docs and caches (keeps .venv and var/: data and trained models).
+	rm -rf site .pytest_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
