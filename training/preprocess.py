@@ -1,0 +1,204 @@
+"""The one preprocessing path shared by training and serving: any image in, model input out.
+
+Training data and uploads go through the same two steps:
+
+1. `to_canonical` turns a decoded image into the data set's own form, a uint8 array of
+   shape (C, size, size). For the Fashion-MNIST preset that means grayscale, a light
+   object on a dark background, trimmed to the object and centred, with the longest
+   side filling the frame (the steps the data set's authors used on product photos).
+2. `to_tensor` scales and normalises a batch of canonical arrays into float tensors.
+
+An image that is already in canonical form (the right size and mode, dark background)
+passes through step 1 unchanged, so a data-set image gives the same tensor whether it
+comes from the data files, a PNG upload or an RGB copy of that PNG.
+"""
+
+import io
+import os
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pixels farther than this from the background count as the object when trimming
+# (5% of the range, the threshold of the Fashion-MNIST paper).
+TRIM_THRESHOLD = 13
+# Refuse images above this many pixels before decoding them (decompression bombs).
+MAX_PIXELS = 40_000_000
+
+
+class ImageError(ValueError):
+    """Bytes or a file that cannot be read as an image."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a decoded image becomes model input; stored in every model card."""
+
+    mode: str = "L"
+    size: int = 28
+    invert_light_background: bool = True
+    trim: bool = True
+    mean: tuple[float, ...] = (0.2860,)
+    std: tuple[float, ...] = (0.3530,)
+
+    @property
+    def channels(self) -> int:
+        """Number of input channels of the model."""
+        return 1 if self.mode == "L" else 3
+
+    def to_dict(self) -> dict:
+        """A JSON-ready description, the inverse of `from_dict`."""
+        return {"name": "canonical", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Preprocessing":
+        """Rebuild the preprocessing recorded in a model card."""
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("mean", "std"):
+            fields[key] = tuple(fields[key])
+        return cls(**fields)
+
+
+FASHION_MNIST = Preprocessing()
+
+
+def folder_preprocessing(size: int = 64) -> Preprocessing:
+    """RGB preset for image-folder data sets: photos resized and centre-cropped."""
+    return Preprocessing(
+        mode="RGB",
+        size=size,
+        invert_light_background=False,
+        trim=False,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+    )
+
+
+def load_image(source) -> Image.Image:
+    """Decode bytes, a path or a PIL image; raise ImageError when it is not a readable image."""
+    if isinstance(source, Image.Image):
+        return source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                if not len(source):
+                    raise ImageError("the file is empty")
+                image = Image.open(io.BytesIO(source))
+            elif isinstance(source, (str, os.PathLike)):
+                image = Image.open(source)
+            else:
+                raise TypeError(f"cannot read an image from {type(source).__name__}")
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageError(
+                    f"the image is {image.width}x{image.height} pixels; "
+                    f"at most {MAX_PIXELS:,} pixels are accepted"
+                )
+            image.load()
+    except ImageError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageError("not an image in a known format (PNG, JPEG, GIF, BMP, WebP, ...)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"the image is too large to decode safely: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Truncated or damaged files surface as OSError/SyntaxError from the decoders.
+        raise ImageError(f"the image is damaged or truncated: {exc}") from exc
+    return image
+
+
+def _flatten(image: Image.Image, mode: str) -> Image.Image:
+    """First frame, upright, transparency composited on white, converted to `mode`."""
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        span = max(array.max() - array.min(), 1e-9)
+        image = Image.fromarray(((array - array.min()) / span * 255).astype(np.uint8))
+    if image.mode == "P" or image.mode in ("LA", "PA", "La"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "RGBa"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    return image.convert(mode)
+
+
+def _background(array: np.ndarray) -> float:
+    """The background level: the median of the outermost ring of pixels."""
+    ring = np.concatenate([array[0], array[-1], array[1:-1, 0], array[1:-1, -1]])
+    return float(np.median(ring))
+
+
+def _canonical_gray(image: Image.Image, prep: Preprocessing) -> np.ndarray:
+    """Grayscale path: light object on dark, trimmed, longest side = size, centred."""
+    array = np.asarray(image, dtype=np.uint8)
+    background = _background(array)
+    if prep.invert_light_background and background > 127.5:
+        array = 255 - array
+        background = 255 - background
+    if array.shape == (prep.size, prep.size):
+        return array[None].copy()
+    if background > 0:
+        # Stretch so that the background becomes black, as in the data set.
+        levelled = (array.astype(np.float32) - background) * (255.0 / (255.0 - background))
+        array = np.clip(levelled, 0, 255).astype(np.uint8)
+    if prep.trim:
+        array = _trim(array)
+    return _fit(Image.fromarray(array), prep.size)[None]
+
+
+def _trim(array: np.ndarray) -> np.ndarray:
+    """Crop to the pixels that stand out from the (black) background."""
+    rows = np.flatnonzero((array > TRIM_THRESHOLD).any(axis=1))
+    cols = np.flatnonzero((array > TRIM_THRESHOLD).any(axis=0))
+    if rows.size == 0 or cols.size == 0:
+        return array
+    return array[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def _fit(image: Image.Image, size: int) -> np.ndarray:
+    """Resize the longest side to `size` and centre the image on a black square."""
+    scale = size / max(image.size)
+    width = max(1, round(image.width * scale))
+    height = max(1, round(image.height * scale))
+    resized = image.resize((width, height), Image.Resampling.LANCZOS)
+    canvas = Image.new(image.mode, (size, size), 0)
+    canvas.paste(resized, ((size - width) // 2, (size - height) // 2))
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def _canonical_rgb(image: Image.Image, prep: Preprocessing) -> np.ndarray:
+    """Colour path: shorter side resized to size, then a centre crop."""
+    if image.size != (prep.size, prep.size):
+        image = ImageOps.fit(image, (prep.size, prep.size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def to_canonical(image: Image.Image, prep: Preprocessing = FASHION_MNIST) -> np.ndarray:
+    """Convert a decoded image to the data set's form: uint8 of shape (C, size, size)."""
+    image = _flatten(image, prep.mode)
+    if prep.mode == "L":
+        return _canonical_gray(image, prep)
+    return _canonical_rgb(image, prep)
+
+
+def to_tensor(canonical, prep: Preprocessing = FASHION_MNIST) -> torch.Tensor:
+    """Scale uint8 canonical arrays, (C,H,W) or (N,C,H,W), to normalised float tensors."""
+    if isinstance(canonical, np.ndarray) and not canonical.flags.writeable:
+        canonical = canonical.copy()
+    tensor = torch.as_tensor(canonical)
+    if tensor.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 canonical images, got {tensor.dtype}")
+    shape = (-1, 1, 1) if tensor.dim() == 3 else (1, -1, 1, 1)
+    mean = torch.tensor(prep.mean).view(shape)
+    std = torch.tensor(prep.std).view(shape)
+    return (tensor.float() / 255.0 - mean) / std
+
+
+def preprocess(source, prep: Preprocessing = FASHION_MNIST) -> torch.Tensor:
+    """Bytes, a path or a PIL image to one model-input tensor of shape (C, size, size)."""
+    return to_tensor(to_canonical(load_image(source), prep), prep)
