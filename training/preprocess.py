@@ -168,7 +168,7 @@ def _fit(image: Image.Image, size: int) -> np.ndarray:
     resized = image.resize((width, height), Image.Resampling.LANCZOS)
     canvas = Image.new(image.mode, (size, size), 0)
     canvas.paste(resized, ((size - width) // 2, (size - height) // 2))
-    return np.asarray(canvas, dtype=np.uint8)
+    return np.array(canvas, dtype=np.uint8)
 
 
 def _canonical_rgb(image: Image.Image, prep: Preprocessing) -> np.ndarray:

@@ -1,0 +1,92 @@
+"""The filter's data and report: in-domain images against outliers, threshold, AUROC.
+
+The filter is a yes/no model: label 1 for images of the data set (in-domain), 0 for
+outliers. It trains on the outlier kinds in `outliers.TRAIN_KINDS`; the kinds in
+`outliers.HELD_OUT_KINDS` are never seen in training and measure how the filter does on
+outliers it has never met. The decision threshold is picked on the validation split so
+that a chosen share of in-domain images is accepted.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from training import outliers
+from training.data import DataSet, Split
+from training.metrics import auroc, threshold_for_acceptance
+from training.preprocess import Preprocessing, to_canonical
+
+
+@dataclass
+class FilterData:
+    """Binary splits for the filter, and outliers by kind for the report."""
+
+    train: Split
+    val: Split
+    test_in_domain: torch.Tensor
+    test_outliers: dict[str, torch.Tensor]
+
+
+def _outliers(kinds, n: int, seed: int, prep: Preprocessing) -> torch.Tensor:
+    """Outlier images in the data set's canonical form."""
+    images = outliers.make_outliers(kinds, n, seed)
+    if prep.mode == "L" and prep.size == images.shape[-1]:
+        return images
+    # Other presets (RGB photos): convert each outlier the way an upload is converted.
+    converted = [to_canonical(Image.fromarray(img[0].numpy()), prep) for img in images]
+    return torch.from_numpy(np.stack(converted))
+
+
+def _binary(in_domain: torch.Tensor, negatives: torch.Tensor) -> Split:
+    """In-domain images labelled 1 followed by outliers labelled 0."""
+    labels = torch.cat([torch.ones(len(in_domain)), torch.zeros(len(negatives))]).long()
+    return Split(torch.cat([in_domain, negatives]), labels)
+
+
+def filter_data(data: DataSet, seed: int, ratio: float = 1.0,
+                per_kind: int = 1000) -> FilterData:
+    """Assemble train/val splits and the per-kind test outliers for a data set."""
+    prep = data.preprocessing
+    n_train = max(1, int(len(data.train) * ratio))
+    train_neg = _outliers(outliers.TRAIN_KINDS, n_train, seed, prep)
+    val_neg = _outliers(outliers.TRAIN_KINDS, len(data.val), seed + 1, prep)
+    return FilterData(
+        train=_binary(data.train.images, train_neg),
+        val=_binary(data.val.images, val_neg),
+        test_in_domain=data.test.images,
+        test_outliers=test_outliers(prep, seed, per_kind),
+    )
+
+
+def test_outliers(prep: Preprocessing, seed: int, per_kind: int = 1000) -> dict:
+    """Fresh outliers of every kind, held-out kinds first, for the test report."""
+    kinds = outliers.HELD_OUT_KINDS + outliers.TRAIN_KINDS
+    return {kind: _outliers([kind], per_kind, seed + 2 + i, prep) for i, kind in enumerate(kinds)}
+
+
+def pick_threshold(val_in_scores: torch.Tensor, accept: float) -> float:
+    """The threshold that accepts the share `accept` of in-domain validation images."""
+    return threshold_for_acceptance(val_in_scores, accept)
+
+
+def report(in_scores: torch.Tensor, outlier_scores: dict[str, torch.Tensor],
+           threshold: float) -> dict:
+    """Acceptance of in-domain images, rejection rates and AUROC per outlier kind."""
+    held_out = [outlier_scores[k] for k in outliers.HELD_OUT_KINDS]
+    kinds = {
+        kind: {
+            "held_out": kind in outliers.HELD_OUT_KINDS,
+            "rejection_rate": float((scores < threshold).float().mean()),
+            "auroc": auroc(in_scores, scores),
+        }
+        for kind, scores in outlier_scores.items()
+    }
+    return {
+        "threshold": threshold,
+        "in_domain_acceptance": float((in_scores >= threshold).float().mean()),
+        "held_out_auroc": auroc(in_scores, torch.cat(held_out)),
+        "held_out_rejection_rate": float((torch.cat(held_out) < threshold).float().mean()),
+        "kinds": kinds,
+    }

@@ -1,0 +1,81 @@
+"""Serving-side prediction: load a published model and run images through it.
+
+The same code path serves the workers, `python -m training.evaluate` and the tests:
+bytes in, the shared preprocessing, one batched forward pass, plain dicts out.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from training import checkpoint
+from training.engine import predict
+from training.preprocess import Preprocessing, load_image, to_canonical
+from training.store import ModelStore, open_store
+
+
+@dataclass
+class Predictor:
+    """A loaded model with its card, ready for batched inference on the CPU."""
+
+    name: str
+    version: str
+    model: nn.Module
+    card: dict
+    preprocessing: Preprocessing
+
+    @classmethod
+    def from_store(cls, name: str, version: str | None = None,
+                   store: ModelStore | None = None) -> "Predictor":
+        """Load a verified version (the latest by default) from the model store."""
+        store = store or open_store()
+        version = version or store.latest(name)
+        folder = store.open(name, version)
+        return cls.from_checkpoint(folder / "model.pt", name, version, store.card(name, version))
+
+    @classmethod
+    def from_checkpoint(cls, path: Path, name: str = "model", version: str = "local",
+                        card: dict | None = None) -> "Predictor":
+        """Load a checkpoint file directly."""
+        saved = checkpoint.read(path)
+        card = card or {k: saved.get(k) for k in ("classes", "threshold", "task")}
+        prep = Preprocessing.from_dict(saved["preprocessing"])
+        return cls(name, version, checkpoint.build(saved), card, prep)
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, in output order."""
+        return list(self.card["classes"])
+
+    def canonical(self, sources) -> torch.Tensor:
+        """Decode and convert images (bytes, paths or PIL images) to a uint8 batch."""
+        arrays = [to_canonical(load_image(s), self.preprocessing) for s in sources]
+        return torch.stack([torch.from_numpy(a) for a in arrays])
+
+    @torch.no_grad()
+    def probabilities(self, canonical: torch.Tensor) -> torch.Tensor:
+        """One forward pass (and its mirror image): (N, classes), or (N,) for a filter."""
+        return predict(self.model, canonical, self.preprocessing)
+
+    def classify(self, sources, top_k: int = 3) -> list[dict]:
+        """Class, probability and the top-k classes of each image."""
+        probs = self.probabilities(self.canonical(sources))
+        results = []
+        for row in probs:
+            values, indices = row.topk(min(top_k, len(row)))
+            top = [{"class": self.classes[i], "probability": round(float(v), 6)}
+                   for v, i in zip(values, indices, strict=True)]
+            results.append({"class": top[0]["class"], "probability": top[0]["probability"],
+                            "top_k": top, "model": self.name, "version": self.version})
+        return results
+
+    def screen(self, sources) -> list[dict]:
+        """The filter's verdict on each image: score, threshold and accepted or not."""
+        threshold = float(self.card["threshold"])
+        scores = self.probabilities(self.canonical(sources))
+        return [{"accepted": bool(s >= threshold), "score": round(float(s), 6),
+                 "threshold": threshold, "model": self.name, "version": self.version}
+                for s in scores]
+

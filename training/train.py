@@ -1,0 +1,352 @@
+"""Train the classifier or the filter and publish the result to the model store.
+
+Examples:
+  python -m training.train --train                          # classifier on Fashion-MNIST
+  python -m training.train --train --model filter           # the yes/no filter
+  python -m training.train --download-data                  # only fetch and verify the data
+  python -m training.train --train --epochs 3 --optimizer adamw --lr 0.003
+  python -m training.train --train --load-weights var/models/classifier/v1/model.pt
+  python -m training.train --train --data-dir ~/data/hymenoptera_data --epochs 30
+"""
+
+import argparse
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from training import checkpoint, engine, filtering, plots
+from training.config import ROOT, load_settings
+from training.data import DataError, DataSet, Split, load_dataset
+from training.metrics import confusion_matrix, per_class_accuracy
+from training.models import architecture, build_model, count_parameters
+from training.store import StoreError, open_store
+
+log = logging.getLogger("training")
+
+# Per-model defaults, tuned on Fashion-MNIST for a 2-core CPU (docs/training.md has the
+# measurements): the classifier trains in about ten minutes, the filter in about three.
+MODEL_DEFAULTS = {
+    "classifier": {"epochs": 14, "width": 16, "batch_size": 128, "erase": 0.5,
+                   "lr": {"sgd": 0.1, "adam": 0.002, "adamw": 0.002}},
+    "filter": {"epochs": 2, "width": 16, "batch_size": 256, "erase": 0.0,
+               "lr": {"sgd": 0.05, "adam": 0.001, "adamw": 0.001}},
+}
+WEIGHT_DECAY = {"sgd": 5e-4, "adam": 0.0, "adamw": 0.05}
+
+
+def _both(key: str) -> str:
+    """Help text naming a per-model default."""
+    c, f = MODEL_DEFAULTS["classifier"][key], MODEL_DEFAULTS["filter"][key]
+    return f"(default: classifier {c}, filter {f})"
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The command-line options, each with its default in the help text."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n", 2)[2],
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--model", choices=("classifier", "filter"), default="classifier",
+                        help="which model to train")
+    parser.add_argument("--download-data", action="store_true",
+                        help="download the data set when it is not on this machine yet")
+    parser.add_argument("--train", action="store_true", help="train and publish a model")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data-dir", type=Path, default=None,
+                      help="an image-folder data set (train/<class>/*, val/<class>/*) or a "
+                           "folder with the Fashion-MNIST files; default: Fashion-MNIST")
+    data.add_argument("--data-url", default=None,
+                      help="Fashion-MNIST mirror or a .zip/.tar.gz image-folder archive "
+                           "(default: DATA_URL from the environment or .env)")
+    data.add_argument("--val-size", type=int, default=5000,
+                      help="Fashion-MNIST training images held out for validation")
+    data.add_argument("--image-size", type=int, default=64,
+                      help="side in pixels for image-folder data sets")
+    data.add_argument("--subset", type=int, default=None,
+                      help="train on the first N training images only, for quick runs "
+                           "(default: all)")
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--epochs", type=int, default=None,
+                     help=f"passes over the training data {_both('epochs')}")
+    opt.add_argument("--time-limit", type=float, default=None,
+                     help="seconds of training: the learning-rate schedule follows the "
+                          "clock and training stops when the time is spent (default: no limit; "
+                          "--epochs decides)")
+    opt.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd",
+                     help="optimizer (SGD with Nesterov momentum 0.9)")
+    opt.add_argument("--lr", type=float, default=None,
+                     help="peak learning rate of the one-cycle schedule (default: with sgd "
+                          "classifier 0.1, filter 0.05; with adam or adamw 0.002 and 0.001)")
+    opt.add_argument("--weight-decay", type=float, default=None,
+                     help="weight decay (default: sgd 5e-4, adam 0, adamw 0.05)")
+    opt.add_argument("--batch-size", type=int, default=None,
+                     help=f"images per step {_both('batch_size')}")
+    opt.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing")
+    opt.add_argument("--width", type=int, default=None,
+                     help=f"channels of the first layer {_both('width')}")
+    opt.add_argument("--erase", type=float, default=None,
+                     help="share of training images with a random rectangle blacked out "
+                          f"{_both('erase')}")
+    opt.add_argument("--seed", type=int, default=0, help="random seed")
+    opt.add_argument("--load-weights", type=Path, default=None,
+                     help="start from this checkpoint (a model.pt) to resume or fine-tune "
+                          "(default: none, start from random weights)")
+    filt = parser.add_argument_group("filter")
+    filt.add_argument("--accept-rate", type=float, default=0.995,
+                      help="share of in-domain validation images the threshold accepts")
+    filt.add_argument("--outlier-ratio", type=float, default=1.0,
+                      help="outliers per in-domain training image")
+    run = parser.add_argument_group("run")
+    run.add_argument("--model-store", default=None,
+                     help="where to publish (default: MODEL_STORE_URL, or var/models)")
+    run.add_argument("--device", default="cpu", help="cpu, cuda, or auto")
+    run.add_argument("--threads", type=int, default=None,
+                     help="CPU threads for PyTorch (default: all cores)")
+    return parser
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Append each option's default unless its help already names it; keep the examples."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: {action.default})"
+
+
+class TrainError(RuntimeError):
+    """A problem with the run's options that the user can fix."""
+
+
+def main(args: argparse.Namespace) -> int:
+    """Fetch data, train, evaluate on the test split and publish; returns an exit code."""
+    if not (args.train or args.download_data):
+        raise TrainError("nothing to do: pass --train (and --download-data to fetch the data)")
+    _fill_defaults(args)
+    settings = load_settings()
+    data = load_dataset(args.data_dir, args.data_url, download=args.download_data,
+                        val_size=args.val_size, seed=args.seed, image_size=args.image_size,
+                        settings=settings)
+    log.info("data: %s (%s): %d train, %d val, %d test images, %d classes%s", data.name,
+             data.source, len(data.train), len(data.val), len(data.test), len(data.classes),
+             f", {data.skipped} unreadable files skipped" if data.skipped else "")
+    if not args.train:
+        return 0
+    _configure_torch(args)
+    if args.subset:
+        data.train = Split(data.train.images[: args.subset], data.train.labels[: args.subset])
+    store = open_store(args.model_store or settings.model_store_url)
+    with tempfile.TemporaryDirectory(prefix="sieve-train-") as workdir:
+        files, card = run_training(args, data, Path(workdir))
+        version = store.publish(args.model, files, card)
+    log.info("published %s %s to %s", args.model, version, store.root / args.model / version)
+    return 0
+
+
+def _fill_defaults(args: argparse.Namespace) -> None:
+    """Replace unset options by the defaults of the model being trained."""
+    defaults = MODEL_DEFAULTS[args.model]
+    for key in ("epochs", "width", "batch_size", "erase"):
+        if getattr(args, key) is None:
+            setattr(args, key, defaults[key])
+    args.lr = args.lr or defaults["lr"][args.optimizer]
+    if args.weight_decay is None:
+        args.weight_decay = WEIGHT_DECAY[args.optimizer]
+
+
+def _configure_torch(args: argparse.Namespace) -> None:
+    """Seed, threads and device."""
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainError("--device cuda: no CUDA device is available here")
+
+
+def run_training(args: argparse.Namespace, data: DataSet, workdir: Path) -> tuple[dict, dict]:
+    """Train one model; return its artifact files and model card."""
+    is_filter = args.model == "filter"
+    prep = data.preprocessing
+    if is_filter:
+        fdata = filtering.filter_data(data, args.seed, args.outlier_ratio)
+        train, val, classes = fdata.train, fdata.val, ["outlier", "in-domain"]
+    else:
+        train, val, classes = data.train, data.val, data.classes
+    arch = architecture(prep.channels, 1 if is_filter else len(classes), args.width)
+    model = build_model(arch).to(args.device).to(memory_format=torch.channels_last)
+    optimizer = _optimizer(args, model)
+    if args.load_weights:
+        _load_weights(args, model, optimizer, arch, classes)
+    history, seconds, steps = _fit(args, model, optimizer, train, val, prep)
+    if is_filter:
+        metrics, pictures = _filter_test(args, model, fdata, prep, workdir)
+    else:
+        metrics, pictures = _classifier_test(args, model, data, workdir)
+    plots.training_curves(history, workdir / "curves.png", f"{args.model} on {data.name}")
+    extra = {"threshold": metrics["threshold"]} if is_filter else {}
+    checkpoint.save(workdir / "model.pt", model, task=args.model, architecture=arch,
+                    classes=classes, preprocessing=prep.to_dict(), optimizer=args.optimizer,
+                    optimizer_state=optimizer.state_dict(), epochs=len(history), **extra)
+    card = _card(args, data, arch, model, classes, metrics, history, seconds, steps, extra)
+    files = {"model.pt": workdir / "model.pt", "curves.png": workdir / "curves.png"}
+    files.update({p.name: p for p in pictures})
+    return files, card
+
+
+def _optimizer(args: argparse.Namespace, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer named on the command line."""
+    params = model.parameters()
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=args.lr, momentum=0.9, nesterov=True,
+                               weight_decay=args.weight_decay)
+    if args.optimizer == "adam":
+        return torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
+    return torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+
+
+def _load_weights(args, model, optimizer, arch: dict, classes: list[str]) -> None:
+    """Start from a checkpoint; its optimizer state too when the optimizer matches."""
+    saved = checkpoint.read(args.load_weights)
+    checkpoint.load_into(model, saved, arch, classes, str(args.load_weights))
+    if saved.get("optimizer") == args.optimizer and saved.get("optimizer_state"):
+        optimizer.load_state_dict(saved["optimizer_state"])
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr
+    log.info("loaded weights from %s", args.load_weights)
+
+
+def _fit(args, model, optimizer, train: Split, val: Split, prep) -> tuple[list, float, int]:
+    """Epoch loop with a metrics line per epoch; returns history, seconds and steps."""
+    epochs = args.epochs
+    if args.time_limit:
+        epochs = max(epochs, 1000)  # the clock ends the run, not the epoch count
+    steps_per_epoch = -(-len(train) // args.batch_size)
+    budget = engine.Budget(total_steps=epochs * steps_per_epoch, seconds=args.time_limit)
+    generator = torch.Generator().manual_seed(args.seed)
+    augment = engine.Augment(shift=max(1, prep.size // 14), erase=args.erase)
+    history = []
+    for epoch in range(1, epochs + 1):
+        result = engine.train_one_epoch(
+            model, train.images, train.labels, optimizer, budget, args.lr, prep, augment,
+            generator, args.batch_size, args.label_smoothing, f"epoch {epoch}", args.device)
+        if result.images == 0:
+            break
+        val_metrics = engine.evaluate(model, val.images, val.labels, prep, device=args.device)
+        history.append({"epoch": epoch, "train_loss": result.loss,
+                        "train_accuracy": result.accuracy, "val_loss": val_metrics["loss"],
+                        "val_accuracy": val_metrics["accuracy"], "seconds": result.seconds})
+        log.info("epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.4g | "
+                 "%.0f s (%.0f img/s)", epoch, result.loss, result.accuracy,
+                 val_metrics["loss"], val_metrics["accuracy"],
+                 optimizer.param_groups[0]["lr"], result.seconds,
+                 result.images / max(result.seconds, 1e-9))
+        if budget.exhausted():
+            break
+    return history, time.monotonic() - budget.started, budget.step
+
+
+def _classifier_test(args, model, data: DataSet, workdir: Path) -> tuple[dict, list[Path]]:
+    """Accuracy, per-class accuracy and confusion matrix on the test split."""
+    result = engine.evaluate(model, data.test.images, data.test.labels, data.preprocessing,
+                             device=args.device)
+    predicted = result["probabilities"].argmax(1)
+    matrix = confusion_matrix(data.test.labels, predicted, len(data.classes))
+    picture = plots.confusion(matrix, data.classes, workdir / "confusion.png",
+                              f"Test accuracy {result['accuracy']:.2%}")
+    log.info("test accuracy %.4f on %d images", result["accuracy"], len(data.test))
+    metrics = {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
+               "per_class_accuracy": per_class_accuracy(matrix, data.classes),
+               "confusion_matrix": matrix}
+    return metrics, [picture]
+
+
+def _filter_test(args, model, fdata, prep, workdir: Path) -> tuple[dict, list[Path]]:
+    """Threshold on validation, then acceptance and AUROC on test and held-out outliers."""
+    prep_kw = {"prep": prep, "device": args.device}
+    in_val = engine.predict(model, fdata.val.images[fdata.val.labels == 1], **prep_kw)
+    in_test = engine.predict(model, fdata.test_in_domain, **prep_kw)
+    scores = {k: engine.predict(model, v, **prep_kw) for k, v in fdata.test_outliers.items()}
+    threshold = filtering.pick_threshold(in_val, args.accept_rate)
+    metrics = {**filtering.report(in_test, scores, threshold),
+               "target_acceptance": args.accept_rate}
+    picture = plots.filter_scores(in_test, scores, metrics["threshold"],
+                                  workdir / "scores.png", "Filter scores on test data")
+    log.info("filter: threshold %.4f accepts %.2f%% of in-domain test images; held-out "
+             "outliers: AUROC %.4f, %.2f%% rejected", metrics["threshold"],
+             100 * metrics["in_domain_acceptance"], metrics["held_out_auroc"],
+             100 * metrics["held_out_rejection_rate"])
+    for kind, row in metrics["kinds"].items():
+        log.info("  %-22s %s rejected %6.2f%%  AUROC %.4f", kind,
+                 "held out" if row["held_out"] else "trained ", 100 * row["rejection_rate"],
+                 row["auroc"])
+    return metrics, [picture]
+
+
+def _card(args, data, arch, model, classes, metrics, history, seconds, steps, extra) -> dict:
+    """The model card: everything a person needs to know about this model."""
+    return {
+        "name": args.model,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "architecture": {**arch, "parameters": count_parameters(model)},
+        "classes": classes,
+        "data_classes": data.classes,
+        "preprocessing": data.preprocessing.to_dict(),
+        "data": {"name": data.name, "source": data.source, "checksum": data.checksum,
+                 "train": len(data.train), "val": len(data.val), "test": len(data.test),
+                 "skipped_files": data.skipped, "subset": args.subset},
+        "training": {"epochs": len(history), "steps": steps, "seconds": round(seconds, 1),
+                     "time_limit": args.time_limit, "optimizer": args.optimizer,
+                     "lr": args.lr, "weight_decay": args.weight_decay,
+                     "batch_size": args.batch_size, "label_smoothing": args.label_smoothing,
+                     "erase": args.erase,
+                     "seed": args.seed, "device": args.device,
+                     "threads": torch.get_num_threads(),
+                     "load_weights": str(args.load_weights) if args.load_weights else None},
+        "metrics": metrics,
+        "history": history,
+        "command": shlex.join(["python", "-m", "training.train", *getattr(args, "argv", [])]),
+        "code_version": code_version(),
+        "versions": {"torch": torch.__version__, "python": sys.version.split()[0]},
+        **extra,
+    }
+
+
+def code_version() -> str:
+    """The git commit of the code (with -dirty for local changes), or SIEVE_CODE_VERSION."""
+    if os.environ.get("SIEVE_CODE_VERSION"):
+        return os.environ["SIEVE_CODE_VERSION"]
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"  # not a git checkout, or git is not installed
+    return out.stdout.strip() or "unknown"
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Parse arguments, run, and turn known errors into a one-line message and exit 2."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = get_args_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return main(args)
+    except (TrainError, DataError, StoreError, checkpoint.CheckpointError) as exc:
+        log.error("error: %s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
