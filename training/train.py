@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from training import checkpoint, engine, filtering, plots
+from training import checkpoint, engine, filtering, outliers, plots
 from training.config import ROOT, load_settings
 from training.data import DataError, DataSet, Split, load_dataset
 from training.metrics import confusion_matrix, per_class_accuracy
@@ -282,7 +282,10 @@ def _filter_test(args, model, fdata, prep, workdir: Path) -> tuple[dict, list[Pa
     threshold = filtering.pick_threshold(in_val, args.accept_rate)
     metrics = {**filtering.report(in_test, scores, threshold),
                "target_acceptance": args.accept_rate}
-    picture = plots.filter_scores(in_test, scores, metrics["threshold"],
+    shown = {f"{k} (held out)": v for k, v in scores.items() if k in outliers.HELD_OUT_KINDS}
+    shown["all trained kinds"] = torch.cat(
+        [v for k, v in scores.items() if k not in outliers.HELD_OUT_KINDS])
+    picture = plots.filter_scores(in_test, shown, metrics["threshold"],
                                   workdir / "scores.png", "Filter scores on test data")
     log.info("filter: threshold %.4f accepts %.2f%% of in-domain test images; held-out "
              "outliers: AUROC %.4f, %.2f%% rejected", metrics["threshold"],
