@@ -116,7 +116,8 @@ def train_one_epoch(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
                     optimizer: torch.optim.Optimizer, budget: Budget, peak_lr: float,
                     prep: Preprocessing, augment: Augment, generator: torch.Generator,
                     batch_size: int, label_smoothing: float = 0.0,
-                    description: str = "", device: str = "cpu") -> EpochResult:
+                    description: str = "", device: str = "cpu",
+                    clip_grad: float = 0.0) -> EpochResult:
     """One pass over the data (or until the budget runs out), with a progress bar."""
     model.train()
     started = time.monotonic()
@@ -135,6 +136,8 @@ def train_one_epoch(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
             loss = _loss(logits, y, label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if clip_grad:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
             optimizer.step()
             budget.step += 1
             total_loss += loss.item() * len(idx)

@@ -92,6 +92,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     opt.add_argument("--batch-size", type=int, default=None,
                      help=f"images per step {_both('batch_size')}")
     opt.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing")
+    opt.add_argument("--clip-grad", type=float, default=5.0,
+                     help="largest gradient norm per step, which keeps short runs stable; "
+                          "0 turns clipping off")
     opt.add_argument("--width", type=int, default=None,
                      help=f"channels of the first layer {_both('width')}")
     opt.add_argument("--erase", type=float, default=None,
@@ -241,7 +244,8 @@ def _fit(args, model, optimizer, train: Split, val: Split, prep) -> tuple[list, 
     for epoch in range(1, epochs + 1):
         result = engine.train_one_epoch(
             model, train.images, train.labels, optimizer, budget, args.lr, prep, augment,
-            generator, args.batch_size, args.label_smoothing, f"epoch {epoch}", args.device)
+            generator, args.batch_size, args.label_smoothing, f"epoch {epoch}", args.device,
+            args.clip_grad)
         if result.images == 0:
             break
         val_metrics = engine.evaluate(model, val.images, val.labels, prep, device=args.device)
@@ -314,7 +318,7 @@ def _card(args, data, arch, model, classes, metrics, history, seconds, steps, ex
                      "time_limit": args.time_limit, "optimizer": args.optimizer,
                      "lr": args.lr, "weight_decay": args.weight_decay,
                      "batch_size": args.batch_size, "label_smoothing": args.label_smoothing,
-                     "erase": args.erase,
+                     "erase": args.erase, "clip_grad": args.clip_grad,
                      "seed": args.seed, "device": args.device,
                      "threads": torch.get_num_threads(),
                      "load_weights": str(args.load_weights) if args.load_weights else None},
