@@ -49,7 +49,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> dict:
     """Compute and print the metrics; return them."""
-    store = open_store(args.model_store) if args.model_store else open_store()
+    store = open_store(args.model_store)
     predictor = Predictor.from_store(args.model, args.version, store)
     prep = predictor.preprocessing
     data = load_dataset(args.data_dir, args.data_url, download=args.download_data,

@@ -4,6 +4,7 @@ The same code path serves the workers, `python -m training.evaluate` and the tes
 bytes in, the shared preprocessing, one batched forward pass, plain dicts out.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,8 @@ class Predictor:
         store = store or open_store()
         version = version or store.latest(name)
         folder = store.open(name, version)
-        return cls.from_checkpoint(folder / "model.pt", name, version, store.card(name, version))
+        card = json.loads((folder / "card.json").read_text())
+        return cls.from_checkpoint(folder / "model.pt", name, version, card)
 
     @classmethod
     def from_checkpoint(cls, path: Path, name: str = "model", version: str = "local",
