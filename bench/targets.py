@@ -18,9 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
-
-import torch
 
 from training.config import ROOT
 from training.store import ModelStore
@@ -93,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-store", type=Path, default=None,
                         help="publish here (default: a temporary folder, removed afterwards)")
     args, extra = parser.parse_known_args(argv)
+    # Training runs in child processes: this one only reads cards and never imports torch.
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+          f"torch {version('torch')}", flush=True)
     with tempfile.TemporaryDirectory(prefix="sieve-bench-") as scratch:
         store = args.model_store or Path(scratch)
         rows = []
