@@ -1,0 +1,54 @@
+"""Service settings read from the environment (and `.env`), each with an embedded default."""
+
+import os
+from dataclasses import dataclass
+
+from training.config import ROOT, load_settings
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _float(name: str, default: float) -> float:
+    """A number from the environment, with a clear error when it is not one."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Where Redis and the database are, and how the serving workers behave."""
+
+    redis_url: str
+    broker_url: str
+    result_backend: str
+    database_url: str
+    batch_max_size: int
+    batch_max_wait: float
+    task_time_limit: float
+    visibility_timeout: float
+    recovery_interval: float
+    top_k: int
+
+
+def load_service_settings() -> ServiceSettings:
+    """Settings from the environment, after loading `.env` (see `.env.example`)."""
+    load_settings()  # loads .env without overriding the environment
+    redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{ROOT / 'var' / 'sieve.db'}"
+    return ServiceSettings(
+        redis_url=redis_url,
+        broker_url=os.environ.get("CELERY_BROKER_URL") or redis_url,
+        result_backend=os.environ.get("CELERY_RESULT_BACKEND") or redis_url,
+        database_url=database_url,
+        batch_max_size=int(_float("SIEVE_BATCH_MAX_SIZE", 32)),
+        batch_max_wait=_float("SIEVE_BATCH_MAX_WAIT_MS", 2) / 1000,
+        task_time_limit=_float("SIEVE_TASK_TIME_LIMIT", 60),
+        visibility_timeout=_float("SIEVE_VISIBILITY_TIMEOUT", 120),
+        recovery_interval=_float("SIEVE_RECOVERY_INTERVAL", 15),
+        top_k=int(_float("SIEVE_TOP_K", 3)),
+    )

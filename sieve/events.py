@@ -1,0 +1,45 @@
+"""State changes pushed over Redis pub/sub, and the Redis run id that dates a queue.
+
+The database is the record; pub/sub is only the fast path to open pages. A publish that
+fails (Redis restarting) is logged and dropped: pages fall back to polling.
+"""
+
+import json
+import logging
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+def channel(prediction_id: str) -> str:
+    """The pub/sub channel that carries one prediction's state changes."""
+    return f"sieve:predictions:{prediction_id}"
+
+
+class Events:
+    """Publish and subscribe to prediction state changes on Redis."""
+
+    def __init__(self, redis_url: str):
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=5,
+                                          socket_connect_timeout=5)
+
+    def publish(self, event: dict) -> bool:
+        """Send one event to the prediction's channel; False when Redis is unreachable."""
+        try:
+            self.redis.publish(channel(event["id"]), json.dumps(event))
+        except redis.RedisError as exc:
+            log.warning("event %s of %s not published: %s", event.get("event_id"),
+                        event["id"], exc)
+            return False
+        return True
+
+    def subscribe(self, prediction_id: str) -> redis.client.PubSub:
+        """A subscription to one prediction's channel (read with get_message)."""
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(channel(prediction_id))
+        return pubsub
+
+    def broker_epoch(self) -> str:
+        """The run id of the Redis server: it changes each time Redis restarts."""
+        return self.redis.info("server")["run_id"]

@@ -1,0 +1,128 @@
+"""The database tables, as SQLAlchemy models. Schema changes go through `sieve/migrations`."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+QUEUED, FILTERING, CLASSIFYING = "queued", "filtering", "classifying"
+REJECTED, DONE, FAILED, CANCELLED = "rejected", "done", "failed", "cancelled"
+STATES = (QUEUED, FILTERING, CLASSIFYING, REJECTED, DONE, FAILED, CANCELLED)
+FINAL_STATES = frozenset({REJECTED, DONE, FAILED, CANCELLED})
+
+# What an image goes through: the filter then the classifier, or the classifier alone.
+FILTER_THEN_CLASSIFY, CLASSIFY_ONLY = "filter", "classifier"
+PIPELINES = (FILTER_THEN_CLASSIFY, CLASSIFY_ONLY)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware (stored as UTC)."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every Sieve table."""
+
+
+class User(Base):
+    """An account: an email and a password hash, never the password."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StoredImage(Base):
+    """An uploaded image, kept by key where the web tier and every worker host can read it."""
+
+    __tablename__ = "images"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Prediction(Base):
+    """One image through the pipeline: its state and, once final, its outcome."""
+
+    __tablename__ = "predictions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    image_key: Mapped[str] = mapped_column(ForeignKey("images.key"))
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    pipeline: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    filter_score: Mapped[float | None] = mapped_column(Float)
+    filter_threshold: Mapped[float | None] = mapped_column(Float)
+    label: Mapped[str | None] = mapped_column(String(128))
+    probability: Mapped[float | None] = mapped_column(Float)
+    top_k: Mapped[list | None] = mapped_column(JSON)
+    model_versions: Mapped[dict | None] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    # Redis run id current when the prediction was last enqueued: a different one means
+    # Redis restarted since, and the message may be gone (see workers/recovery.py).
+    broker_epoch: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def final(self) -> bool:
+        """True once nothing will change the prediction any more."""
+        return self.state in FINAL_STATES
+
+    def to_dict(self) -> dict:
+        """What clients are told about the prediction (no image bytes)."""
+        return {
+            "id": self.id, "state": self.state, "pipeline": self.pipeline,
+            "filename": self.filename, "reason": self.reason,
+            "filter_score": self.filter_score, "filter_threshold": self.filter_threshold,
+            "label": self.label, "probability": self.probability, "top_k": self.top_k,
+            "model_versions": self.model_versions or {},
+            "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
+            "finished_at": _iso(self.finished_at),
+        }
+
+
+class PredictionEvent(Base):
+    """One state change of a prediction, numbered so that event streams can resume."""
+
+    __tablename__ = "prediction_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def to_dict(self) -> dict:
+        """The event as published: its number, the state and the prediction's fields."""
+        return {"event_id": self.id, **self.data}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC (SQLite hands back naive datetimes: they are UTC)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat()

@@ -1,0 +1,91 @@
+"""The Database class on SQLite and PostgreSQL: images, predictions, state changes."""
+
+import threading
+
+import pytest
+
+from sieve.database import Database
+from sieve.migrate import is_current
+from sieve.models import CANCELLED, CLASSIFYING, DONE, FILTERING, QUEUED
+
+
+@pytest.fixture
+def database(database_url):
+    """A Database on a freshly migrated SQLite file or PostgreSQL database."""
+    db = Database(database_url)
+    yield db
+    db.dispose()
+
+
+def test_migrations_reach_the_newest_schema(database_url):
+    assert is_current(database_url)
+
+
+def test_images_round_trip(database):
+    key = database.put_image(b"\x89PNG bytes", "image/png")
+    assert database.get_image(key) == b"\x89PNG bytes"
+    assert database.get_image("no-such-key") is None
+
+
+def test_a_new_prediction_is_queued_with_one_event(database):
+    key = database.put_image(b"x", "image/png")
+    prediction = database.create_prediction(key, "filter", "shirt.png", request_id="r1")
+    stored = database.get_prediction(prediction.id)
+    assert stored.state == QUEUED and stored.filename == "shirt.png"
+    events = database.events(prediction.id)
+    assert [e["state"] for e in events] == [QUEUED]
+    assert events[0]["id"] == prediction.id and events[0]["event_id"] > 0
+
+
+def test_unknown_pipeline_is_refused(database):
+    key = database.put_image(b"x", "image/png")
+    with pytest.raises(ValueError, match="unknown pipeline"):
+        database.create_prediction(key, "nonsense")
+
+
+def test_transitions_are_conditional_and_numbered(database):
+    key = database.put_image(b"x", "image/png")
+    pid = database.create_prediction(key, "filter").id
+    assert database.transition(pid, FILTERING, (QUEUED,))["state"] == FILTERING
+    assert database.transition(pid, FILTERING, (QUEUED,)) is None  # not from here any more
+    done = database.transition(pid, DONE, (FILTERING,), label="Shirt", top_k=[{"class": "Shirt"}])
+    assert done["label"] == "Shirt" and done["finished_at"] is not None
+    assert database.transition(pid, CANCELLED, (QUEUED, FILTERING, CLASSIFYING)) is None
+    events = database.events(pid)
+    assert [e["state"] for e in events] == [QUEUED, FILTERING, DONE]
+    assert [e["event_id"] for e in events] == sorted(e["event_id"] for e in events)
+    assert database.events(pid, after=events[1]["event_id"]) == events[2:]
+
+
+def test_racing_transitions_have_one_winner(database):
+    """Eight threads try the same change: exactly one succeeds, one event is recorded."""
+    key = database.put_image(b"x", "image/png")
+    pid = database.create_prediction(key, "classifier").id
+    database.transition(pid, CLASSIFYING, (QUEUED,))
+    results = []
+    barrier = threading.Barrier(8)
+
+    def finish():
+        barrier.wait(timeout=10)
+        results.append(database.transition(pid, DONE, (CLASSIFYING,), label="Bag"))
+
+    threads = [threading.Thread(target=finish) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sum(r is not None for r in results) == 1
+    assert [e["state"] for e in database.events(pid)].count(DONE) == 1
+
+
+def test_unfinished_outside_finds_what_another_redis_run_held(database):
+    key = database.put_image(b"x", "image/png")
+    old = database.create_prediction(key, "filter").id
+    database.mark_enqueued(old, "run-a")
+    current = database.create_prediction(key, "filter").id
+    database.mark_enqueued(current, "run-b")
+    finished = database.create_prediction(key, "classifier").id
+    database.mark_enqueued(finished, "run-a")
+    database.transition(finished, CANCELLED, (QUEUED,))
+    assert database.unfinished_outside("run-b", idle_for=3600) == []  # too recent
+    assert [p.id for p in database.unfinished_outside("run-b", idle_for=0)] == [old]
