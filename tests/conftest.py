@@ -1,12 +1,24 @@
 """Shared fixtures: the Fashion-MNIST data and small models trained once per test session."""
 
 import os
+import shutil
+import uuid
+from dataclasses import replace
 
 import pytest
+import redis
+import sqlalchemy
 
+from sieve.config import load_service_settings
+from sieve.database import Database
+from sieve.migrate import upgrade
+from sieve.processes import RedisServer, Worker
+from tests.images import noise, png
 from training import train
 from training.data import DataError, load_dataset
+from training.predict import Predictor
 from training.store import ModelStore
+from workers.celery_app import create_celery
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +54,134 @@ def trained_store(tmp_path_factory, fashion):
            "--optimizer", "adam")
     _train(root, "--model", "filter", "--subset", "8000", "--epochs", "2", "--optimizer", "adam")
     return ModelStore(root)
+
+
+def _missing(what: str) -> None:
+    """A service the tests need is missing: a failure in CI, a skip elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing in CI")
+    pytest.skip(f"{what} is not available on this machine")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A private redis-server for this session (tests may restart it)."""
+    if not shutil.which("redis-server"):
+        _missing("redis-server (Debian package redis-server)")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url():
+    """A PostgreSQL server the tests may create databases on (TEST_POSTGRES_URL)."""
+    url = os.environ.get("TEST_POSTGRES_URL",
+                         "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.OperationalError as exc:
+        _missing(f"PostgreSQL at {url} ({exc.orig})")
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_admin_url):
+    """A new, empty PostgreSQL database, dropped after the test."""
+    name = f"sieve_test_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    yield sqlalchemy.make_url(postgres_admin_url).set(database=name).render_as_string(False)
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    """A new SQLite database file."""
+    return f"sqlite:///{tmp_path / 'sieve.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request):
+    """Each database Sieve supports, migrated to the newest schema."""
+    url = request.getfixturevalue(f"{request.param}_url")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def settings(redis_server, sqlite_url, trained_store):
+    """Service settings pointing at the private Redis, a new SQLite file and test models."""
+    upgrade(sqlite_url)
+    return replace(load_service_settings(), redis_url=redis_server.url,
+                   broker_url=redis_server.url, result_backend=redis_server.url,
+                   database_url=sqlite_url)
+
+
+@pytest.fixture
+def db(settings):
+    """The Database of `settings`."""
+    database = Database(settings.database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def celery_app(settings):
+    """A Celery app configured like the workers, for sending tasks."""
+    return create_celery(settings)
+
+
+@pytest.fixture
+def start_worker(settings, trained_store, tmp_path, redis_server):
+    """Start real worker processes: start_worker("name", SETTING="value", ...)."""
+    started = []
+
+    def start(name: str = "w1", queues: str = "filter,classify", **env: str) -> Worker:
+        environment = {"REDIS_URL": settings.redis_url, "CELERY_BROKER_URL": settings.broker_url,
+                       "CELERY_RESULT_BACKEND": settings.result_backend,
+                       "DATABASE_URL": settings.database_url,
+                       "MODEL_STORE_URL": str(trained_store.root),
+                       "SIEVE_VISIBILITY_TIMEOUT": "5", "SIEVE_RECOVERY_INTERVAL": "1", **env}
+        worker = Worker(name, environment, tmp_path, queues)
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop()
+    redis.Redis.from_url(redis_server.url).flushall()  # no messages leak into the next test
+
+
+@pytest.fixture(scope="session")
+def known_images(trained_store, fashion):
+    """Test images (PNG, true class) that the test filter accepts and the classifier gets
+    right: the short-trained models are not perfect, and these tests are about the plumbing.
+    """
+    classifier = Predictor.from_store("classifier", store=trained_store)
+    filter_ = Predictor.from_store("filter", store=trained_store)
+    candidates = [png(a) for a in fashion.test.images[:60, 0].numpy()]
+    labels = [fashion.classes[int(i)] for i in fashion.test.labels[:60]]
+    answers = classifier.classify(candidates)
+    verdicts = filter_.screen(candidates)
+    chosen = [(data, label) for data, label, answer, verdict
+              in zip(candidates, labels, answers, verdicts, strict=True)
+              if answer["class"] == label and verdict["accepted"]]
+    assert len(chosen) >= 20, "the test models get too few test images right"
+    return chosen
+
+
+@pytest.fixture(scope="session")
+def outlier_png(trained_store):
+    """An image the test filter rejects."""
+    data = noise()
+    assert not Predictor.from_store("filter", store=trained_store).screen([data])[0]["accepted"]
+    return data

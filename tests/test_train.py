@@ -1,12 +1,12 @@
 """The training CLI, its artifacts, and the trained classifier and filter at work."""
 
-import io
 import json
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from tests.images import png
 from training import evaluate, outliers, train
 from training.data import CLASSES_FASHION
 from training.predict import Predictor
@@ -14,12 +14,6 @@ from training.predict import Predictor
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 pytestmark = pytest.mark.slow
-
-
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def test_help_states_every_default(capsys):
@@ -64,7 +58,7 @@ def test_classifier_artifact_and_card(trained_store):
 def test_classifier_returns_a_known_class(trained_store, fashion_test_images):
     """Every answer names one of the data set's classes, with probabilities."""
     predictor = Predictor.from_store("classifier", store=trained_store)
-    results = predictor.classify([_png(a) for a in fashion_test_images[:20]], top_k=3)
+    results = predictor.classify([png(a) for a in fashion_test_images[:20]], top_k=3)
     for result in results:
         assert result["class"] in CLASSES_FASHION
         assert len(result["top_k"]) == 3
@@ -80,7 +74,7 @@ def test_classifier_predicts_known_test_images(trained_store, fashion):
     assert accuracy > 0.8
     # The first test image of each class, uploaded as PNG: at least 8 of 10 right.
     firsts = [int((fashion.test.labels == c).nonzero()[0]) for c in range(10)]
-    uploads = [_png(fashion.test.images[i, 0].numpy()) for i in firsts]
+    uploads = [png(fashion.test.images[i, 0].numpy()) for i in firsts]
     named = [r["class"] for r in predictor.classify(uploads)]
     assert sum(n == CLASSES_FASHION[c] for c, n in enumerate(named)) >= 8
 
@@ -91,14 +85,14 @@ def test_filter_accepts_clothing_and_rejects_obvious_outliers(trained_store, fas
     card = predictor.card
     assert 0.0 < card["threshold"] < 1.0
     assert card["metrics"]["in_domain_acceptance"] > 0.95
-    verdicts = predictor.screen([_png(a) for a in fashion.test.images[:200, 0].numpy()])
+    verdicts = predictor.screen([png(a) for a in fashion.test.images[:200, 0].numpy()])
     assert np.mean([v["accepted"] for v in verdicts]) > 0.95
     rng = np.random.default_rng(1)
     noise = rng.integers(0, 256, (28, 28), dtype=np.uint8)
     white = np.full((64, 64), 255, np.uint8)
     text = Image.new("L", (200, 60), 255)
     ImageDraw.Draw(text).text((10, 20), "Hello, filter!", fill=0)
-    rejected = predictor.screen([_png(noise), _png(white), text])
+    rejected = predictor.screen([png(noise), png(white), text])
     assert not any(v["accepted"] for v in rejected), rejected
 
 

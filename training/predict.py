@@ -63,21 +63,23 @@ class Predictor:
 
     def classify(self, sources, top_k: int = 3) -> list[dict]:
         """Class, probability and the top-k classes of each image."""
-        probs = self.probabilities(self.canonical(sources))
-        results = []
-        for row in probs:
-            values, indices = row.topk(min(top_k, len(row)))
-            top = [{"class": self.classes[i], "probability": round(float(v), 6)}
-                   for v, i in zip(values, indices, strict=True)]
-            results.append({"class": top[0]["class"], "probability": top[0]["probability"],
-                            "top_k": top, "model": self.name, "version": self.version})
-        return results
+        return [self.describe_class(row, top_k)
+                for row in self.probabilities(self.canonical(sources))]
 
     def screen(self, sources) -> list[dict]:
         """The filter's verdict on each image: score, threshold and accepted or not."""
-        threshold = float(self.card["threshold"])
-        scores = self.probabilities(self.canonical(sources))
-        return [{"accepted": bool(s >= threshold), "score": round(float(s), 6),
-                 "threshold": threshold, "model": self.name, "version": self.version}
-                for s in scores]
+        return [self.describe_score(s) for s in self.probabilities(self.canonical(sources))]
 
+    def describe_class(self, row: torch.Tensor, top_k: int = 3) -> dict:
+        """A classifier's output row as class, probability and top-k classes."""
+        values, indices = row.topk(min(top_k, len(row)))
+        top = [{"class": self.classes[i], "probability": round(float(v), 6)}
+               for v, i in zip(values, indices, strict=True)]
+        return {"class": top[0]["class"], "probability": top[0]["probability"],
+                "top_k": top, "model": self.name, "version": self.version}
+
+    def describe_score(self, score: torch.Tensor | float) -> dict:
+        """A filter's score as a verdict against the threshold recorded in its card."""
+        threshold = float(self.card["threshold"])
+        return {"accepted": bool(float(score) >= threshold), "score": round(float(score), 6),
+                "threshold": threshold, "model": self.name, "version": self.version}

@@ -1,5 +1,10 @@
-"""Sieve's Celery workers: not built yet.
+"""Sieve's Celery workers: `celery -A workers worker -Q filter,classify`.
 
-This package will hold the one Celery app and its thin tasks for the `filter`,
-`classify` and `training` queues, calling plain functions from `training`.
+Celery's command line finds the app as `workers.app`. Creating it opens no connection;
+the tasks module (and with it torch) is imported by worker processes only, so the web
+tier can import this package to send tasks by name.
 """
+
+from workers.celery_app import create_celery
+
+app = create_celery()

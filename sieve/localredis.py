@@ -1,0 +1,58 @@
+"""Make sure Redis answers at REDIS_URL, starting a local redis-server when none does.
+
+    python -m sieve.localredis        # used by `make run`
+
+Only a Redis on this machine (127.0.0.1 or localhost) is started; it runs in the
+background, keeps nothing on disk, and logs to var/redis.log.
+"""
+
+import shutil
+import subprocess
+import sys
+import time
+from urllib.parse import urlparse
+
+import redis
+
+from sieve.config import load_service_settings
+from training.config import ROOT
+
+
+def answers(url: str) -> bool:
+    """True when a Redis server answers PING at `url`."""
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def main() -> int:
+    """Check, start if needed and possible, and say what happened."""
+    url = load_service_settings().redis_url
+    if answers(url):
+        print(f"redis: answering at {url}")
+        return 0
+    parsed = urlparse(url)
+    binary = shutil.which("redis-server")
+    if parsed.hostname not in ("127.0.0.1", "localhost") or binary is None:
+        print(f"redis: nothing answers at {url}; start Redis there "
+              "(Debian: apt-get install redis-server), or set REDIS_URL", file=sys.stderr)
+        return 1
+    var = ROOT / "var"
+    var.mkdir(exist_ok=True)
+    subprocess.run([binary, "--port", str(parsed.port or 6379), "--bind", parsed.hostname,
+                    "--daemonize", "yes", "--save", "", "--appendonly", "no",
+                    "--dir", str(var), "--logfile", str(var / "redis.log"),
+                    "--pidfile", str(var / "redis.pid")], check=True, timeout=30)
+    for _ in range(50):
+        if answers(url):
+            print(f"redis: started redis-server at {url} (log: var/redis.log)")
+            return 0
+        time.sleep(0.1)
+    print(f"redis: started redis-server but it does not answer at {url}; see var/redis.log",
+          file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The pipeline as deployed: real worker processes, a real Redis, a real database.
+
+Predictions are submitted the way the web tier submits them (workers.client.submit) and
+followed through the database; every wait has a timeout.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import requests
+
+from sieve.events import Events
+from sieve.models import DONE, FAILED, FILTERING, QUEUED, REJECTED
+from sieve.processes import free_port, wait_for
+from tests.images import large_png, truncated_png
+from training.config import ROOT
+from workers.celery_app import create_celery
+from workers.client import QueueUnavailable, submit
+
+pytestmark = pytest.mark.slow
+
+
+def _final(db, pid: str, timeout: float = 60):
+    """Wait for the prediction to reach a final state; return it."""
+    return wait_for(lambda: (p := db.get_prediction(pid)) is not None and p.final and p,
+                    timeout, f"prediction {pid} to finish")
+
+
+def _send(celery_app, db, data: bytes, pipeline: str = "filter") -> str:
+    return submit(celery_app, db, data, "image/png", pipeline, filename="upload.png").id
+
+
+def test_images_through_the_whole_chain(start_worker, celery_app, db, settings, known_images,
+                                        outlier_png):
+    start_worker()
+    data, label = known_images[0]
+    events = Events(settings.redis_url)
+    accepted = _send(celery_app, db, data)
+    subscription = events.subscribe(accepted)
+    rejected = _send(celery_app, db, outlier_png)
+    only = _send(celery_app, db, outlier_png, "classifier")
+
+    done = _final(db, accepted)
+    assert done.state == DONE and done.label == label
+    assert set(done.model_versions) == {"filter", "classifier"}
+    assert [e["state"] for e in db.events(accepted)] == [QUEUED, FILTERING, "classifying", DONE]
+
+    no = _final(db, rejected)
+    assert no.state == REJECTED and no.filter_score < no.filter_threshold
+    assert "classifier" not in no.model_versions  # the chain stopped at the filter
+
+    classified = _final(db, only)
+    assert classified.state == DONE and classified.filter_score is None
+
+    pushed = []
+    wait_for(lambda: (m := subscription.get_message(timeout=0.1)) is not None
+             and pushed.append(json.loads(m["data"])) is None and pushed[-1]["state"] == DONE,
+             10, "the done event on pub/sub")
+    assert pushed[-1] == db.events(accepted)[-1]
+    subscription.close()
+
+
+def test_a_broken_image_fails_and_the_worker_goes_on(start_worker, celery_app, db,
+                                                     fashion_test_images, known_images):
+    worker = start_worker()
+    broken = _send(celery_app, db, truncated_png(fashion_test_images[0]))
+    failed = _final(db, broken)
+    assert failed.state == FAILED and "not a usable image" in failed.reason
+    after = _final(db, _send(celery_app, db, known_images[0][0]))
+    assert after.state == DONE
+    assert worker.process.poll() is None
+
+
+def test_batches_form_when_images_wait(start_worker, celery_app, db, known_images):
+    """Images sent while the worker is busy share forward passes (the log counts them)."""
+    worker = start_worker(SIEVE_BATCH_MAX_WAIT_MS="50")
+    ids = [_send(celery_app, db, data, "classifier") for data, _ in known_images[:20]]
+    results = [_final(db, pid) for pid in ids]
+    assert all(p.state == DONE for p in results)
+    assert [p.label for p in results] == [label for _, label in known_images[:20]]
+    batches = [int(line.rsplit("batch of ", 1)[1].split()[0])
+               for line in worker.log().splitlines() if "classifier batch of " in line]
+    assert sum(batches) == 20 and max(batches) > 1, batches
+
+
+def test_killed_worker_task_is_redelivered_and_completes_once(start_worker, celery_app, db,
+                                                              fashion_test_images):
+    # Large uploads: decoding 36 megapixels keeps each task in `filtering` for a while.
+    big = [large_png(a, 6000) for a in fashion_test_images[:3]]
+    doomed = start_worker("doomed")
+    ids = [_send(celery_app, db, data) for data in big]
+    wait_for(lambda: any(db.get_prediction(pid).state == FILTERING for pid in ids), 30,
+             "a task to start", interval=0.005)
+    doomed.kill()
+    assert not all(db.get_prediction(pid).final for pid in ids)
+    start_worker("survivor")
+    for pid in ids:
+        assert _final(db, pid, timeout=90).state in (DONE, REJECTED)
+        states = [e["state"] for e in db.events(pid)]
+        assert sum(s in (DONE, REJECTED) for s in states) == 1, states
+
+
+def test_redis_restart_loses_no_queued_prediction(redis_server, start_worker, celery_app, db,
+                                                  known_images):
+    """Redis keeps nothing on disk: a restart forgets the queues. The database does not,
+    and the workers enqueue again what the old Redis run held."""
+    ids = [_send(celery_app, db, data) for data, _ in known_images[:5]]  # no worker yet
+    redis_server.restart()
+    start_worker()
+    results = [_final(db, pid, timeout=90) for pid in ids]
+    assert [p.label for p in results] == [label for _, label in known_images[:5]]
+    for pid in ids:
+        assert [e["state"] for e in db.events(pid)].count(DONE) == 1
+
+
+def test_workers_ride_out_a_redis_restart(redis_server, start_worker, celery_app, db,
+                                          known_images):
+    worker = start_worker()
+    assert _final(db, _send(celery_app, db, known_images[0][0])).state == DONE
+    redis_server.restart()
+    after = _send(celery_app, db, known_images[1][0])
+    assert _final(db, after, timeout=90).state == DONE
+    assert worker.process.poll() is None
+
+
+def test_submit_without_redis_says_so_and_records_it(settings, db, known_images):
+    offline = create_celery(replace(settings, broker_url="redis://127.0.0.1:1/0"))
+    offline.conf.broker_connection_timeout = 1
+    with pytest.raises(QueueUnavailable, match="unreachable"):
+        submit(offline, db, known_images[0][0], "image/png", "filter")
+    recorded = db.unfinished_outside("any", idle_for=0)
+    assert recorded == []  # marked failed, so nothing will process it behind the client's back
+
+
+def test_flower_runs_against_the_app(settings, tmp_path):
+    port = free_port()
+    env = {"REDIS_URL": settings.redis_url, "CELERY_BROKER_URL": settings.broker_url,
+           "CELERY_RESULT_BACKEND": settings.result_backend}
+    log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115 - closed below
+    flower = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers", "flower",
+                               f"--port={port}", "--address=127.0.0.1"],
+                              cwd=ROOT, env={**os.environ, **env},
+                              stdout=log, stderr=log)
+    try:
+        def healthy():
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/healthcheck", timeout=2).ok
+            except requests.ConnectionError:
+                return False
+        wait_for(healthy, 60, "Flower's health check", interval=0.5)
+    finally:
+        flower.terminate()
+        flower.wait(timeout=30)
+        log.close()

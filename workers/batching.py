@@ -1,0 +1,114 @@
+"""Micro-batching: images that wait at the same time go through the model in one pass.
+
+Task threads `submit` one preprocessed image each and wait on a future; one thread per
+model takes whatever is waiting (up to `max_size`), runs a single forward pass and hands
+each task its row. While a batch runs, new images queue up, so the batch size follows the
+load by itself.
+
+A task `announce`s its image before it starts decoding it. The batch thread waits (at most
+`max_wait` seconds after the first image) only while announced images are on their way:
+a lone image never waits for company that is not coming.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+
+log = logging.getLogger(__name__)
+
+
+class MicroBatcher:
+    """Collects items from many threads and runs them through `run` in batches."""
+
+    def __init__(self, run: Callable[[list], list], max_size: int = 32,
+                 max_wait: float = 0.002, name: str = "model"):
+        if max_size < 1:
+            raise ValueError("the maximum batch size must be at least 1")
+        self.run, self.max_size, self.max_wait, self.name = run, max_size, max_wait, name
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._incoming = 0
+        self.batches = 0
+        self.items = 0
+
+    def announce(self) -> None:
+        """Say that an item is being prepared: `submit(item, announced=True)` or `withdraw`."""
+        with self._count_lock:
+            self._incoming += 1
+
+    def withdraw(self) -> None:
+        """An announced item will not come (its preparation failed)."""
+        with self._count_lock:
+            self._incoming -= 1
+
+    def submit(self, item, announced: bool = False) -> Future:
+        """Queue one item; the future holds its result (or the batch's exception)."""
+        self._ensure_thread()
+        future: Future = Future()
+        if announced:
+            self.withdraw()
+        self._queue.put((item, future))
+        return future
+
+    def __call__(self, item, timeout: float, announced: bool = False):
+        """Submit and wait at most `timeout` seconds (TimeoutError after that)."""
+        future = self.submit(item, announced)
+        try:
+            return future.result(timeout=timeout)
+        except TimeoutError:
+            future.cancel()  # the batch thread skips it if it has not started
+            raise
+
+    def _ensure_thread(self) -> None:
+        """Start the batch thread on first use (after a fork, in the process that uses it)."""
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, daemon=True,
+                                                name=f"batch-{self.name}")
+                self._thread.start()
+
+    def _collect(self) -> list:
+        """Block for the first item, then take what is waiting, and what is announced
+        and arrives within max_wait."""
+        batch = [self._queue.get()]
+        deadline = time.monotonic() + self.max_wait
+        while len(batch) < self.max_size:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._incoming <= 0:
+                break
+            try:
+                batch.append(self._queue.get(timeout=min(remaining, 0.0005)))
+            except queue.Empty:
+                continue
+        return batch
+
+    def _loop(self) -> None:
+        """Run batches for as long as the process lives."""
+        while True:
+            batch = [(item, f) for item, f in self._collect() if f.set_running_or_notify_cancel()]
+            if not batch:
+                continue
+            started = time.perf_counter()
+            try:
+                results = self.run([item for item, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting task
+                log.exception("%s batch of %d failed", self.name, len(batch))
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.items += len(batch)
+            log.info("%s batch of %d in %.1f ms", self.name, len(batch),
+                     (time.perf_counter() - started) * 1000)
+            for (_, future), result in zip(batch, results, strict=True):
+                future.set_result(result)

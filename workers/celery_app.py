@@ -1,0 +1,57 @@
+"""The Celery app: configured from the environment, JSON only, routes in configuration.
+
+Serving workers use the threads pool: several prediction tasks run at once in one process
+and share one copy of each model, which is what lets the micro-batcher put their images
+through a single forward pass. Celery enforces time limits only in the prefork pool, so
+each prediction task also bounds its own wait for the model (SIEVE_TASK_TIME_LIMIT).
+"""
+
+from celery import Celery
+
+from sieve.config import ServiceSettings, load_service_settings
+
+FILTER_TASK, CLASSIFY_TASK = "sieve.filter", "sieve.classify"
+NOOP_FIRST, NOOP_SECOND = "sieve.noop.first", "sieve.noop.second"
+
+ROUTES = {
+    FILTER_TASK: {"queue": "filter"},
+    CLASSIFY_TASK: {"queue": "classify"},
+    NOOP_FIRST: {"queue": "filter"},
+    NOOP_SECOND: {"queue": "classify"},
+    "sieve.train.*": {"queue": "training"},
+}
+
+
+def create_celery(settings: ServiceSettings | None = None) -> Celery:
+    """A Celery app for Sieve; connects to nothing until it sends or consumes."""
+    settings = settings or load_service_settings()
+    app = Celery("sieve", include=["workers.tasks"])
+    app.conf.update(
+        broker_url=settings.broker_url,
+        result_backend=settings.result_backend,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_routes=ROUTES,
+        task_default_queue="filter",
+        # Redelivery: a message is acknowledged only once its task has finished, and a
+        # worker that dies mid-task gives its messages back to the queue.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # Unacknowledged messages of a dead worker return to the queue after this long.
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        worker_pool="threads",
+        worker_concurrency=settings.batch_max_size,
+        task_time_limit=settings.task_time_limit * 2,
+        task_soft_time_limit=settings.task_time_limit,
+        result_expires=24 * 3600,
+        result_backend_always_retry=True,
+        result_backend_max_retries=10,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    app.conf.sieve = settings
+    return app

@@ -1,0 +1,107 @@
+"""The Celery tasks: thin wrappers that handle retries and the chain; the work is in
+`workers.pipeline`. Imported by worker processes only (it loads torch).
+"""
+
+import logging
+import threading
+
+import redis
+import sqlalchemy.exc
+from celery import Task, shared_task
+from celery.signals import worker_ready, worker_shutdown
+
+from sieve.database import Database
+from sieve.events import Events
+from workers import pipeline
+from workers.celery_app import CLASSIFY_TASK, FILTER_TASK, NOOP_FIRST, NOOP_SECOND
+from workers.recovery import Recovery
+from workers.serving import ServedModels
+
+log = logging.getLogger(__name__)
+
+# Worth another try later: the database or Redis unreachable for a moment.
+TRANSIENT = (sqlalchemy.exc.OperationalError, redis.ConnectionError, redis.TimeoutError)
+SERVING_QUEUES = {"filter", "classify"}
+
+_state: dict = {}
+_state_lock = threading.Lock()
+
+
+def services() -> pipeline.Services:
+    """This process's database, events and models, created on first use (after a fork)."""
+    with _state_lock:
+        if "services" not in _state:
+            from workers import app
+            settings = app.conf.sieve
+            _state["services"] = pipeline.Services(
+                db=Database(settings.database_url), events=Events(settings.redis_url),
+                models=ServedModels(max_batch=settings.batch_max_size,
+                                    max_wait=settings.batch_max_wait),
+                time_limit=settings.task_time_limit, top_k=settings.top_k)
+        return _state["services"]
+
+
+class PredictionTask(Task):
+    """Retries transient errors with backoff; once out of retries, fails the prediction."""
+
+    autoretry_for = TRANSIENT
+    retry_backoff = 1
+    retry_backoff_max = 30
+    retry_jitter = True
+    max_retries = 6
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        """Record the failure on the prediction (the worker itself keeps going)."""
+        try:
+            services().fail(args[0], f"internal error in {self.name}: {exc}")
+        except TRANSIENT:
+            log.exception("could not record the failure of prediction %s", args[0])
+
+
+@shared_task(name=FILTER_TASK, bind=True, base=PredictionTask)
+def filter_image(self, prediction_id: str) -> str:
+    """Score the image with the filter; the chain ends here unless it is accepted."""
+    if not pipeline.screen(services(), prediction_id):
+        # Rejected, failed or cancelled: do not send the classifier step at all.
+        self.request.chain = None
+    return prediction_id
+
+
+@shared_task(name=CLASSIFY_TASK, bind=True, base=PredictionTask)
+def classify_image(self, prediction_id: str) -> str:
+    """Classify an accepted image (or any image, on the classifier-only path)."""
+    pipeline.classify(services(), prediction_id)
+    return prediction_id
+
+
+@shared_task(name=NOOP_FIRST)
+def noop_first(value):
+    """Benchmark baseline: the first task of a two-task chain that does nothing."""
+    return value
+
+
+@shared_task(name=NOOP_SECOND)
+def noop_second(value):
+    """Benchmark baseline: the second task of the no-op chain."""
+    return value
+
+
+@worker_ready.connect
+def _start_serving(sender, **_kwargs) -> None:
+    """On a worker that serves predictions: load the models and start recovery."""
+    queues = {queue.name for queue in sender.task_consumer.queues}
+    if not queues & SERVING_QUEUES:
+        return
+    current = services()
+    if "prefork" not in type(sender.pool).__module__:
+        current.models.warm_up()  # forked children load their own copy on first use
+    recovery = Recovery(sender.app, current.db, sender.app.conf.sieve.recovery_interval)
+    recovery.start()
+    _state["recovery"] = recovery
+
+
+@worker_shutdown.connect
+def _stop_serving(**_kwargs) -> None:
+    """Stop the recovery loop with the worker."""
+    if "recovery" in _state:
+        _state["recovery"].stopped.set()
