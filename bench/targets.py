@@ -12,15 +12,13 @@ Fashion-MNIST test images.
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
 
+from bench.report import machine, print_table
 from training.config import ROOT
 from training.store import ModelStore
 
@@ -76,14 +74,6 @@ def filter_(store: Path, extra: list[str]) -> list[tuple]:
     return rows
 
 
-def _print(rows: list[tuple]) -> None:
-    """A plain table: figure, value, target, verdict."""
-    width = max(len(r[0]) for r in rows)
-    for name, value, target, ok in rows:
-        verdict = "" if ok is None else ("PASS" if ok else "FAIL")
-        print(f"{name:<{width}}  {value:>16}  {target:<10} {verdict}")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Train, then print the table; exit 1 when a target is missed."""
     parser = argparse.ArgumentParser(prog="python -m bench.targets", description=__doc__,
@@ -93,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="publish here (default: a temporary folder, removed afterwards)")
     args, extra = parser.parse_known_args(argv)
     # Training runs in child processes: this one only reads cards and never imports torch.
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {version('torch')}", flush=True)
+    print(machine(), flush=True)
     with tempfile.TemporaryDirectory(prefix="sieve-bench-") as scratch:
         store = args.model_store or Path(scratch)
         rows = []
@@ -102,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += classifier(store, extra)
         if args.only in (None, "filter"):
             rows += filter_(store, extra)
-    _print(rows)
+    print_table(rows)
     print(json.dumps({r[0].strip(): r[1] for r in rows}), file=sys.stderr)
     return 0 if all(r[3] is not False for r in rows) else 1
 
