@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed-requirements.txt
 DEV_STAMP := $(VENV)/.installed-requirements-dev.txt
 
-SYSTEM_PACKAGES := dataset-fashion-mnist fonts-dejavu-core
+SYSTEM_PACKAGES := dataset-fashion-mnist fonts-dejavu-core redis-server
 MODELS := classifier filter
 
 PIP_COMPILE := $(BIN)/pip-compile --generate-hashes --strip-extras --allow-unsafe \
@@ -32,7 +32,7 @@ TRAIN_ARGS ?=
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-run: system-deps $(RUNTIME_STAMP) ## Set up, then train the default models if none is published.
+run: system-deps $(RUNTIME_STAMP) ## Set up, train the models if none is published, then serve.
 	@for model in $(MODELS); do \
 		if $(BIN)/python -m training.store has "$$model"; then \
 			echo "run: a $$model model is published; not training it"; \
@@ -42,6 +42,9 @@ run: system-deps $(RUNTIME_STAMP) ## Set up, then train the default models if no
 				$(TRAIN_ARGS) || exit 1; \
 		fi; \
 	done
+	$(BIN)/python -m sieve.migrate
+	$(BIN)/python -m sieve.localredis
+	$(BIN)/celery -A workers worker -Q filter,classify --loglevel INFO
 
 test: system-deps $(DEV_STAMP) ## Set up, then run the test suite.
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -64,7 +67,7 @@ sync-deps: $(BIN)/python ## Make .venv hold exactly what requirements-dev.txt pi
 	$(BIN)/pip-sync requirements-dev.txt
 	touch $(RUNTIME_STAMP) $(DEV_STAMP)
 
-system-deps: ## Install the Debian packages (data set, fonts) when root; skip otherwise.
+system-deps: ## Install the Debian packages (data set, fonts, Redis) when root; skip otherwise.
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' || echo "$$p"; \
 	done); \
