@@ -7,12 +7,13 @@ kept, the second is told it lost.
 """
 
 import hashlib
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 
-from sqlalchemy import create_engine, event, or_, select, update
+from sqlalchemy import Connection, Row, create_engine, event, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,8 +24,13 @@ from sieve.models import (
     Prediction,
     PredictionEvent,
     StoredImage,
+    describe,
     utcnow,
 )
+
+PREDICTIONS = Prediction.__table__
+EVENTS = PredictionEvent.__table__
+IMAGES = StoredImage.__table__
 
 
 def make_engine(url: str) -> Engine:
@@ -52,6 +58,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time, and its busy handler waits by sleeping: threads
+        # of one process take turns here instead. PostgreSQL needs no such lock.
+        self._write_lock = threading.Lock() if url.startswith("sqlite") else nullcontext()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -59,41 +68,48 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction on a bare connection (the hot paths skip the ORM)."""
+        with self._write_lock, self.engine.begin() as connection:
+            yield connection
+
     def dispose(self) -> None:
         """Close every pooled connection (after a fork, or at shutdown)."""
         self.engine.dispose()
 
     # Images
 
-    def put_image(self, data: bytes, content_type: str) -> str:
-        """Store image bytes; returns the key that web and workers use to find them."""
-        key = uuid.uuid4().hex
-        with self.session() as s:
-            s.add(StoredImage(key=key, data=data, content_type=content_type, size=len(data),
-                              sha256=hashlib.sha256(data).hexdigest()))
-        return key
-
     def get_image(self, key: str) -> bytes | None:
         """The bytes stored under `key`, or None."""
-        with self.session() as s:
-            return s.scalar(select(StoredImage.data).where(StoredImage.key == key))
+        with self.engine.connect() as connection:
+            return connection.scalar(select(IMAGES.c.data).where(IMAGES.c.key == key))
 
     # Predictions
 
-    def create_prediction(self, image_key: str, pipeline: str, filename: str = "",
-                          user_id: int | None = None, request_id: str | None = None
+    def create_prediction(self, image: bytes, content_type: str, pipeline: str,
+                          filename: str = "", user_id: int | None = None,
+                          request_id: str | None = None, broker_epoch: str | None = None
                           ) -> Prediction:
-        """A new prediction in state `queued`, with its first event."""
+        """Store the image and a new prediction in state `queued`, with its first event,
+        in one transaction."""
         if pipeline not in PIPELINES:
             raise ValueError(f"unknown pipeline {pipeline!r}: choose one of {PIPELINES}")
-        prediction = Prediction(id=uuid.uuid4().hex, image_key=image_key, pipeline=pipeline,
+        now = utcnow()
+        key = uuid.uuid4().hex
+        prediction = Prediction(id=uuid.uuid4().hex, image_key=key, pipeline=pipeline,
                                 filename=filename[:255], user_id=user_id, state=QUEUED,
-                                request_id=request_id, created_at=utcnow(),
-                                updated_at=utcnow())
-        with self.session() as s:
-            s.add(prediction)
-            s.flush()
-            s.add(_event(prediction))
+                                request_id=request_id, broker_epoch=broker_epoch,
+                                created_at=now, updated_at=now)
+        with self._writing() as connection:
+            connection.execute(insert(IMAGES).values(
+                key=key, data=image, content_type=content_type, size=len(image),
+                sha256=hashlib.sha256(image).hexdigest(), created_at=now))
+            connection.execute(insert(PREDICTIONS).values(
+                {c.name: getattr(prediction, c.name) for c in PREDICTIONS.c}))
+            connection.execute(insert(EVENTS).values(
+                prediction_id=prediction.id, state=QUEUED, data=describe(prediction),
+                created_at=now))
         return prediction
 
     def get_prediction(self, prediction_id: str) -> Prediction | None:
@@ -101,11 +117,19 @@ class Database:
         with self.session() as s:
             return s.get(Prediction, prediction_id)
 
+    def work_item(self, prediction_id: str) -> Row | None:
+        """A prediction's fields and its image bytes (`data`), in one query; None if absent."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(PREDICTIONS, IMAGES.c.data)
+                .outerjoin(IMAGES, IMAGES.c.key == PREDICTIONS.c.image_key)
+                .where(PREDICTIONS.c.id == prediction_id)).first()
+
     def mark_enqueued(self, prediction_id: str, broker_epoch: str) -> None:
         """Record which Redis (by run id) holds the prediction's message."""
-        with self.session() as s:
-            s.execute(update(Prediction).where(Prediction.id == prediction_id)
-                      .values(broker_epoch=broker_epoch))
+        with self._writing() as connection:
+            connection.execute(update(PREDICTIONS).where(PREDICTIONS.c.id == prediction_id)
+                               .values(broker_epoch=broker_epoch))
 
     def transition(self, prediction_id: str, state: str, allowed_from: Iterable[str],
                    **fields) -> dict | None:
@@ -118,19 +142,21 @@ class Database:
         values = {"state": state, "updated_at": now, **fields}
         if state in FINAL_STATES:
             values["finished_at"] = now
-        with self.session() as s:
-            changed = s.execute(
-                update(Prediction)
-                .where(Prediction.id == prediction_id, Prediction.state.in_(allowed_from))
-                .values(**values)
-            ).rowcount
-            if not changed:
+        with self._writing() as connection:
+            row = connection.execute(
+                update(PREDICTIONS)
+                # OR of equalities rather than IN: an IN list is expanded on every call,
+                # which costs more than the rest of the statement on this hot path.
+                .where(PREDICTIONS.c.id == prediction_id,
+                       or_(*(PREDICTIONS.c.state == allowed for allowed in allowed_from)))
+                .values(**values).returning(*PREDICTIONS.c)).first()
+            if row is None:
                 return None
-            prediction = s.get(Prediction, prediction_id, populate_existing=True)
-            change = _event(prediction)
-            s.add(change)
-            s.flush()
-            return change.to_dict()
+            data = describe(row)
+            event_id = connection.execute(
+                insert(EVENTS).values(prediction_id=prediction_id, state=state, data=data,
+                                      created_at=now).returning(EVENTS.c.id)).scalar_one()
+        return {"event_id": event_id, **data}
 
     def events(self, prediction_id: str, after: int = 0) -> list[dict]:
         """The prediction's state changes with an event id above `after`, oldest first."""
@@ -157,8 +183,3 @@ class Database:
                            Prediction.broker_epoch != broker_epoch))
                 .order_by(Prediction.created_at).limit(limit)))
 
-
-def _event(prediction: Prediction) -> PredictionEvent:
-    """The event row recording the prediction's current state."""
-    return PredictionEvent(prediction_id=prediction.id, state=prediction.state,
-                           data=prediction.to_dict(), created_at=utcnow())

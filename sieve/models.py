@@ -124,15 +124,20 @@ class Prediction(Base):
 
     def to_dict(self) -> dict:
         """What clients are told about the prediction (no image bytes)."""
-        return {
-            "id": self.id, "state": self.state, "pipeline": self.pipeline,
-            "filename": self.filename, "reason": self.reason,
-            "filter_score": self.filter_score, "filter_threshold": self.filter_threshold,
-            "label": self.label, "probability": self.probability, "top_k": self.top_k,
-            "model_versions": self.model_versions or {},
-            "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
-            "finished_at": _iso(self.finished_at),
-        }
+        return describe(self)
+
+
+def describe(prediction) -> dict:
+    """A prediction (model object or database row) as clients see it; no image bytes."""
+    p = prediction
+    return {
+        "id": p.id, "state": p.state, "pipeline": p.pipeline, "filename": p.filename,
+        "reason": p.reason, "filter_score": p.filter_score,
+        "filter_threshold": p.filter_threshold, "label": p.label,
+        "probability": p.probability, "top_k": p.top_k,
+        "model_versions": p.model_versions or {}, "created_at": _iso(p.created_at),
+        "updated_at": _iso(p.updated_at), "finished_at": _iso(p.finished_at),
+    }
 
 
 class PredictionEvent(Base):

@@ -22,14 +22,16 @@ def test_migrations_reach_the_newest_schema(database_url):
 
 
 def test_images_round_trip(database):
-    key = database.put_image(b"\x89PNG bytes", "image/png")
-    assert database.get_image(key) == b"\x89PNG bytes"
+    prediction = database.create_prediction(b"\x89PNG bytes", "image/png", "filter")
+    assert database.get_image(prediction.image_key) == b"\x89PNG bytes"
+    assert database.work_item(prediction.id).data == b"\x89PNG bytes"
     assert database.get_image("no-such-key") is None
+    assert database.work_item("no-such-id") is None
 
 
 def test_a_new_prediction_is_queued_with_one_event(database):
-    key = database.put_image(b"x", "image/png")
-    prediction = database.create_prediction(key, "filter", "shirt.png", request_id="r1")
+    prediction = database.create_prediction(b"x", "image/png", "filter", "shirt.png",
+                                            request_id="r1")
     stored = database.get_prediction(prediction.id)
     assert stored.state == QUEUED and stored.filename == "shirt.png"
     events = database.events(prediction.id)
@@ -38,14 +40,12 @@ def test_a_new_prediction_is_queued_with_one_event(database):
 
 
 def test_unknown_pipeline_is_refused(database):
-    key = database.put_image(b"x", "image/png")
     with pytest.raises(ValueError, match="unknown pipeline"):
-        database.create_prediction(key, "nonsense")
+        database.create_prediction(b"x", "image/png", "nonsense")
 
 
 def test_transitions_are_conditional_and_numbered(database):
-    key = database.put_image(b"x", "image/png")
-    pid = database.create_prediction(key, "filter").id
+    pid = database.create_prediction(b"x", "image/png", "filter").id
     assert database.transition(pid, FILTERING, (QUEUED,))["state"] == FILTERING
     assert database.transition(pid, FILTERING, (QUEUED,)) is None  # not from here any more
     done = database.transition(pid, DONE, (FILTERING,), label="Shirt", top_k=[{"class": "Shirt"}])
@@ -59,8 +59,7 @@ def test_transitions_are_conditional_and_numbered(database):
 
 def test_racing_transitions_have_one_winner(database):
     """Eight threads try the same change: exactly one succeeds, one event is recorded."""
-    key = database.put_image(b"x", "image/png")
-    pid = database.create_prediction(key, "classifier").id
+    pid = database.create_prediction(b"x", "image/png", "classifier").id
     database.transition(pid, CLASSIFYING, (QUEUED,))
     results = []
     barrier = threading.Barrier(8)
@@ -79,12 +78,10 @@ def test_racing_transitions_have_one_winner(database):
 
 
 def test_unfinished_outside_finds_what_another_redis_run_held(database):
-    key = database.put_image(b"x", "image/png")
-    old = database.create_prediction(key, "filter").id
+    old = database.create_prediction(b"x", "image/png", "filter").id
     database.mark_enqueued(old, "run-a")
-    current = database.create_prediction(key, "filter").id
-    database.mark_enqueued(current, "run-b")
-    finished = database.create_prediction(key, "classifier").id
+    database.create_prediction(b"x", "image/png", "filter", broker_epoch="run-b")
+    finished = database.create_prediction(b"x", "image/png", "classifier").id
     database.mark_enqueued(finished, "run-a")
     database.transition(finished, CANCELLED, (QUEUED,))
     assert database.unfinished_outside("run-b", idle_for=3600) == []  # too recent

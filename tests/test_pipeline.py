@@ -22,8 +22,7 @@ def services(db, settings, trained_store):
 
 
 def _new(services, data: bytes, pipeline_name: str = "filter") -> str:
-    key = services.db.put_image(data, "image/png")
-    return services.db.create_prediction(key, pipeline_name).id
+    return services.db.create_prediction(data, "image/png", pipeline_name).id
 
 
 def _states(services, pid: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 import functools
 import logging
+import time
 
 import kombu.exceptions
 import redis
@@ -25,9 +26,27 @@ def _redis(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
-def broker_epoch(celery: Celery) -> str:
-    """The broker's Redis run id: it changes when Redis restarts (and forgets its queues)."""
-    return _redis(celery.conf.broker_url).info("server")["run_id"]
+_epochs: dict[str, tuple[float, str]] = {}
+EPOCH_CACHE_SECONDS = 1.0
+
+
+def broker_epoch(celery: Celery, fresh: bool = False) -> str:
+    """The broker's Redis run id: it changes when Redis restarts (and forgets its queues).
+
+    Cached for a second. A cached id can only be older than the truth, never newer, so a
+    message is never recorded as safe in a Redis run that did not receive it; at worst a
+    prediction is sent twice, which the idempotent tasks absorb.
+    """
+    url = celery.conf.broker_url
+    cached = _epochs.get(url)
+    if not fresh and cached and time.monotonic() - cached[0] < EPOCH_CACHE_SECONDS:
+        return cached[1]
+    try:
+        epoch = _redis(url).info("server")["run_id"]
+    except redis.RedisError as exc:
+        raise QueueUnavailable(f"the task queue is unreachable: {exc}") from exc
+    _epochs[url] = (time.monotonic(), epoch)
+    return epoch
 
 
 def prediction_chain(celery: Celery, prediction_id: str, pipeline: str) -> Signature:
@@ -38,15 +57,20 @@ def prediction_chain(celery: Celery, prediction_id: str, pipeline: str) -> Signa
     return celery.signature(FILTER_TASK, args=(prediction_id,)) | classify
 
 
-def enqueue(celery: Celery, db: Database, prediction: Prediction) -> None:
-    """Send the prediction's chain and record which Redis run holds it."""
+def send(celery: Celery, prediction_id: str, pipeline: str) -> None:
+    """Send the prediction's chain; QueueUnavailable when the broker does not take it."""
     try:
-        # Read the run id first: if Redis restarts between the two calls, the record
-        # names the old run and recovery sends the chain again (harmless, idempotent).
-        epoch = broker_epoch(celery)
-        prediction_chain(celery, prediction.id, prediction.pipeline).apply_async()
+        prediction_chain(celery, prediction_id, pipeline).apply_async()
     except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
         raise QueueUnavailable(f"the task queue is unreachable: {exc}") from exc
+
+
+def enqueue(celery: Celery, db: Database, prediction) -> None:
+    """Send an existing prediction's chain again and record which Redis run holds it."""
+    # The run id is read before sending: if Redis restarts in between, the record names
+    # the old run and recovery sends the chain once more (harmless, idempotent).
+    epoch = broker_epoch(celery, fresh=True)
+    send(celery, prediction.id, prediction.pipeline)
     db.mark_enqueued(prediction.id, epoch)
 
 
@@ -55,13 +79,15 @@ def submit(celery: Celery, db: Database, data: bytes, content_type: str, pipelin
            request_id: str | None = None) -> Prediction:
     """Store the image and the prediction record, then enqueue it.
 
-    When the queue cannot take it, the prediction is marked failed (the caller answers
-    that nothing was accepted) and QueueUnavailable is raised.
+    Raises QueueUnavailable when Redis cannot take it: before anything is stored when
+    Redis does not answer at all, or after marking the new prediction failed when the
+    message itself could not be sent. Either way nothing runs behind the caller's back.
     """
-    key = db.put_image(data, content_type)
-    prediction = db.create_prediction(key, pipeline, filename, user_id, request_id)
+    epoch = broker_epoch(celery)
+    prediction = db.create_prediction(data, content_type, pipeline, filename, user_id,
+                                      request_id, broker_epoch=epoch)
     try:
-        enqueue(celery, db, prediction)
+        send(celery, prediction.id, pipeline)
     except QueueUnavailable as exc:
         db.transition(prediction.id, FAILED, (QUEUED,), reason=str(exc))
         raise

@@ -56,12 +56,11 @@ class Services:
         return self.move(prediction_id, FAILED, UNFINISHED, reason=reason)
 
 
-def _image(services: Services, prediction) -> bytes | None:
-    """The uploaded bytes, or None after marking the prediction failed."""
-    data = services.db.get_image(prediction.image_key)
-    if data is None:
-        services.fail(prediction.id, "the uploaded image is missing from the image store")
-    return data
+def _image(services: Services, item) -> bytes | None:
+    """The uploaded bytes of a work item, or None after marking the prediction failed."""
+    if item.data is None:
+        services.fail(item.id, "the uploaded image is missing from the image store")
+    return item.data
 
 
 def _guarded(services: Services, prediction_id: str, step, *args) -> dict | None:
@@ -81,7 +80,7 @@ def _guarded(services: Services, prediction_id: str, step, *args) -> dict | None
 
 def screen(services: Services, prediction_id: str) -> bool:
     """Filter step. True when the chain should go on to the classifier."""
-    prediction = services.db.get_prediction(prediction_id)
+    prediction = services.db.work_item(prediction_id)
     if prediction is None:
         log.error("prediction %s does not exist; dropping its task", prediction_id)
         return False
@@ -95,7 +94,7 @@ def screen(services: Services, prediction_id: str) -> bool:
     if data is None:
         return False
     verdict = _guarded(services, prediction_id, services.models.screen, data,
-                       services.time_limit)
+                       services.time_limit, prediction_id)
     if verdict is None:
         return False
     fields = {"filter_score": verdict["score"], "filter_threshold": verdict["threshold"],
@@ -110,7 +109,7 @@ def screen(services: Services, prediction_id: str) -> bool:
 
 def classify(services: Services, prediction_id: str) -> None:
     """Classifier step: records class, top-k probabilities and model versions."""
-    prediction = services.db.get_prediction(prediction_id)
+    prediction = services.db.work_item(prediction_id)
     if prediction is None:
         log.error("prediction %s does not exist; dropping its task", prediction_id)
         return
@@ -118,14 +117,13 @@ def classify(services: Services, prediction_id: str) -> None:
         if not services.move(prediction_id, CLASSIFYING, (QUEUED,)):
             classify(services, prediction_id)  # another delivery moved it: look again
             return
-        prediction = services.db.get_prediction(prediction_id)
-    if prediction.state != CLASSIFYING:
+    elif prediction.state != CLASSIFYING:
         return  # final, or not screened yet (a stale message): nothing to do here
     data = _image(services, prediction)
     if data is None:
         return
     answer = _guarded(services, prediction_id, services.models.classify, data,
-                      services.time_limit, services.top_k)
+                      services.time_limit, services.top_k, prediction_id)
     if answer is None:
         return
     versions = {**(prediction.model_versions or {}), "classifier": answer["version"]}
