@@ -3,8 +3,8 @@
     python -m bench.pipeline                         # models from MODEL_STORE_URL
     python -m bench.pipeline --images 1000 --model-store var/models
 
-In one run, on a private redis-server and a fresh SQLite database, with one serving worker
-started as documented (`celery -A workers worker -Q filter,classify`):
+In one run, on a private redis-server and a fresh SQLite database, with serving workers
+started as documented (`celery -A workers worker -Q filter,classify`), one by default:
 
 1. bare forward passes of the filter and the classifier on one image (batch of 1), and of
    a full batch, in this process before the worker starts;
@@ -181,12 +181,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="predictions in flight for throughput (default: 500)")
     parser.add_argument("--samples", type=int, default=100,
                         help="one-at-a-time predictions for latency (default: 100)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="serving worker processes (default: 1)")
     parser.add_argument("--model-store", default=None,
                         help="model store to serve from (default: MODEL_STORE_URL)")
     args = parser.parse_args(argv)
     settings = load_service_settings()
     store_url = args.model_store or load_settings_store()
-    print(machine(), flush=True)
+    print(f"{machine()}; {args.workers} serving worker(s)", flush=True)
     images = test_images(args.images)
     forward = forward_passes(store_url, images)
 
@@ -198,21 +200,23 @@ def main(argv: list[str] | None = None) -> int:
         upgrade(database_url)
         settings = replace(settings, redis_url=server.url, broker_url=server.url,
                            result_backend=server.url, database_url=database_url)
-        worker = Worker("bench", {"REDIS_URL": server.url, "CELERY_BROKER_URL": server.url,
-                                  "CELERY_RESULT_BACKEND": server.url,
-                                  "DATABASE_URL": database_url, "MODEL_STORE_URL": store_url},
-                        folder)
+        env = {"REDIS_URL": server.url, "CELERY_BROKER_URL": server.url,
+               "CELERY_RESULT_BACKEND": server.url, "DATABASE_URL": database_url,
+               "MODEL_STORE_URL": store_url}
+        workers = [Worker(f"bench{i}", env, folder) for i in range(args.workers)]
         try:
-            worker.start()
+            for worker in workers:
+                worker.start()
             celery = create_celery(settings)
             db = Database(database_url)
             finals = FinalEvents(server.url)
             noop = noop_chain(celery, args.images, args.samples)
             real = real_chain(celery, db, finals, images, args.samples)
             finals.stop()
-            sizes = batch_sizes(worker.log())
+            sizes = [size for worker in workers for size in batch_sizes(worker.log())]
         finally:
-            worker.stop()
+            for worker in workers:
+                worker.stop()
             server.stop()
 
     bare = forward["filter"]["p50"] + forward["classifier"]["p50"]

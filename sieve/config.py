@@ -33,6 +33,7 @@ class ServiceSettings:
     visibility_timeout: float
     recovery_interval: float
     top_k: int
+    torch_threads: int
 
 
 def load_service_settings() -> ServiceSettings:
@@ -51,4 +52,5 @@ def load_service_settings() -> ServiceSettings:
         visibility_timeout=_float("SIEVE_VISIBILITY_TIMEOUT", 120),
         recovery_interval=_float("SIEVE_RECOVERY_INTERVAL", 15),
         top_k=int(_float("SIEVE_TOP_K", 3)),
+        torch_threads=int(_float("SIEVE_TORCH_THREADS", 1)),
     )

@@ -127,13 +127,13 @@ def test_workers_ride_out_a_redis_restart(redis_server, start_worker, celery_app
     assert worker.process.poll() is None
 
 
-def test_submit_without_redis_says_so_and_records_it(settings, db, known_images):
+def test_submit_without_redis_says_so_and_leaves_nothing_to_run(settings, db, known_images):
     offline = create_celery(replace(settings, broker_url="redis://127.0.0.1:1/0"))
     offline.conf.broker_connection_timeout = 1
     with pytest.raises(QueueUnavailable, match="unreachable"):
         submit(offline, db, known_images[0][0], "image/png", "filter")
     recorded = db.unfinished_outside("any", idle_for=0)
-    assert recorded == []  # marked failed, so nothing will process it behind the client's back
+    assert recorded == []  # nothing is left waiting to run behind the client's back
 
 
 def test_flower_runs_against_the_app(settings, tmp_path):

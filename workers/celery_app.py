@@ -50,8 +50,9 @@ def create_celery(settings: ServiceSettings | None = None) -> Celery:
         result_expires=24 * 3600,
         result_backend_always_retry=True,
         result_backend_max_retries=10,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events cost a Redis message per task state; Flower switches them on in the
+        # workers when it starts (and a user can with `celery -A workers control enable_events`).
+        worker_send_task_events=False,
     )
     app.conf.sieve = settings
     return app

@@ -6,6 +6,7 @@ own prediction); the forward pass runs in the model's batch thread.
 
 import logging
 import threading
+from collections import OrderedDict
 
 import torch
 
@@ -16,6 +17,7 @@ from workers.batching import MicroBatcher
 log = logging.getLogger(__name__)
 
 FILTER, CLASSIFIER = "filter", "classifier"
+CANONICAL_CACHE = 1024
 
 
 class ModelUnavailable(RuntimeError):
@@ -31,6 +33,10 @@ class ServedModels:
         self._lock = threading.Lock()
         self._predictors: dict[str, Predictor] = {}
         self._batchers: dict[str, MicroBatcher] = {}
+        # Preprocessed images by prediction id: the classifier step reuses what the filter
+        # step decoded when both models preprocess alike (and the same process runs both).
+        self._canonical: OrderedDict = OrderedDict()
+        self._canonical_lock = threading.Lock()
 
     def predictor(self, name: str) -> Predictor:
         """The loaded model `name`, loading the served version on first use."""
@@ -56,26 +62,43 @@ class ServedModels:
             except ModelUnavailable as exc:
                 log.warning("%s", exc)
 
-    def _forward(self, name: str, data: bytes, timeout: float) -> tuple[Predictor, object]:
-        """Preprocess here, then wait for the image's row from the model's batch thread."""
+    def _preprocess(self, predictor: Predictor, data: bytes, key: str | None):
+        """The image in the model's input form, reused by key when already made."""
+        with self._canonical_lock:
+            cached = self._canonical.get(key) if key else None
+        if cached is not None and cached[0] == predictor.preprocessing:
+            return cached[1]
+        canonical = predictor.canonical([data])[0]
+        if key:
+            with self._canonical_lock:
+                self._canonical[key] = (predictor.preprocessing, canonical)
+                while len(self._canonical) > CANONICAL_CACHE:
+                    self._canonical.popitem(last=False)
+        return canonical
+
+    def _forward(self, name: str, data: bytes, timeout: float, key: str | None):
+        """Preprocess here, then get the image's row from one (batched) forward pass."""
         predictor = self.predictor(name)
         batcher = self._batchers[name]
         batcher.announce()
         try:
-            canonical = predictor.canonical([data])[0]
+            canonical = self._preprocess(predictor, data, key)
         except BaseException:
             batcher.withdraw()
             raise
         return predictor, batcher(canonical, timeout, announced=True)
 
-    def screen(self, data: bytes, timeout: float) -> dict:
-        """The filter's verdict on one image."""
-        predictor, score = self._forward(FILTER, data, timeout)
+    def screen(self, data: bytes, timeout: float, key: str | None = None) -> dict:
+        """The filter's verdict on one image (`key`: the prediction id, for reuse)."""
+        predictor, score = self._forward(FILTER, data, timeout, key)
         return predictor.describe_score(score)
 
-    def classify(self, data: bytes, timeout: float, top_k: int = 3) -> dict:
+    def classify(self, data: bytes, timeout: float, top_k: int = 3,
+                 key: str | None = None) -> dict:
         """The classifier's answer for one image."""
-        predictor, row = self._forward(CLASSIFIER, data, timeout)
+        predictor, row = self._forward(CLASSIFIER, data, timeout, key)
+        with self._canonical_lock:
+            self._canonical.pop(key, None)  # the last step: no one needs it any more
         return predictor.describe_class(row, top_k)
 
     def batch_stats(self) -> dict:

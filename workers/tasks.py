@@ -3,10 +3,12 @@
 """
 
 import logging
+import sys
 import threading
 
 import redis
 import sqlalchemy.exc
+import torch
 from celery import Task, shared_task
 from celery.signals import worker_ready, worker_shutdown
 
@@ -23,6 +25,8 @@ log = logging.getLogger(__name__)
 TRANSIENT = (sqlalchemy.exc.OperationalError, redis.ConnectionError, redis.TimeoutError)
 SERVING_QUEUES = {"filter", "classify"}
 
+WAKE_INTERVAL = 0.005  # seconds
+
 _state: dict = {}
 _state_lock = threading.Lock()
 
@@ -33,6 +37,9 @@ def services() -> pipeline.Services:
         if "services" not in _state:
             from workers import app
             settings = app.conf.sieve
+            # Small models: one thread per forward pass leaves the other core to the task
+            # threads, instead of a second OpenMP thread spinning between passes.
+            torch.set_num_threads(settings.torch_threads)
             _state["services"] = pipeline.Services(
                 db=Database(settings.database_url), events=Events(settings.redis_url),
                 models=ServedModels(max_batch=settings.batch_max_size,
@@ -45,6 +52,7 @@ class PredictionTask(Task):
     """Retries transient errors with backoff; once out of retries, fails the prediction."""
 
     autoretry_for = TRANSIENT
+    ignore_result = True  # the database is the record; nothing reads Celery's copy
     retry_backoff = 1
     retry_backoff_max = 30
     retry_jitter = True
@@ -92,12 +100,25 @@ def _start_serving(sender, **_kwargs) -> None:
     queues = {queue.name for queue in sender.task_consumer.queues}
     if not queues & SERVING_QUEUES:
         return
+    # Task threads hand images to the batch thread and back: switch the GIL more often
+    # than every 5 ms so that those hand-overs do not wait for it.
+    sys.setswitchinterval(0.001)
+    if "thread" in type(sender.pool).__module__:
+        # A task finished in a pool thread acknowledges its message from that thread,
+        # which does not wake the worker's event loop: with the prefetch limit reached, the
+        # worker would sit idle for up to seconds before it takes the next messages
+        # (celery/celery#6941). A short timer bounds that pause.
+        sender.timer.call_repeatedly(WAKE_INTERVAL, _wake)
     current = services()
     if "prefork" not in type(sender.pool).__module__:
         current.models.warm_up()  # forked children load their own copy on first use
     recovery = Recovery(sender.app, current.db, sender.app.conf.sieve.recovery_interval)
     recovery.start()
     _state["recovery"] = recovery
+
+
+def _wake() -> None:
+    """Nothing: being called is the point (the event loop runs a round)."""
 
 
 @worker_shutdown.connect
