@@ -213,9 +213,10 @@ def _summary(run: TrainingRun) -> str:
     if p.get("step"):
         figures = (f" epoch {p.get('epoch')}/{p.get('epochs')} step {p['step']}/"
                    f"{p.get('steps')} loss {p.get('loss', 0):.4f} acc {p.get('accuracy', 0):.4f}")
-        if p.get("seconds_left") is not None:
+        if p.get("seconds_left") is not None and not run.final:
             figures += f" ~{p['seconds_left']:.0f} s left"
     outcome = f" -> {run.model} {run.version}" if run.version else ""
+    outcome += f" ({run.promoted})" if run.promoted else ""
     why = f" ({run.reason})" if run.reason else ""
     stage = f" [{p['stage']}]" if p.get("stage") and not run.final else ""
     return f"{run.id} {run.model} {run.state}{stage}{figures}{outcome}{why}"
