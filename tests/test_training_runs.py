@@ -23,9 +23,9 @@ QUICK = {"model": "classifier", "subset": 500, "epochs": 1, "width": 4, "optimiz
 @pytest.mark.parametrize(("params", "message"), [
     ({"model": "other"}, "out of range"),
     ({"epochs": 0}, "out of range"),
-    ({"epochs": 2.5}, "is not a int"),
-    ({"lr": "fast"}, "is not a float"),
-    ({"promote": "yes"}, "is not a bool"),
+    ({"epochs": 2.5}, "is not a whole number"),
+    ({"lr": "fast"}, "is not a number"),
+    ({"promote": "yes"}, "is not true or false"),
     ({"epoch": 3}, "unknown parameters"),
 ])
 def test_bad_parameters_are_refused(params, message):

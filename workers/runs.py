@@ -67,6 +67,8 @@ HELP = {
                "the same test set (default: off)",
 }
 
+KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+
 
 class InvalidParameters(ValueError):
     """Parameters of a run that cannot be used; the message says which and why."""
@@ -99,7 +101,7 @@ def validate(params: dict) -> dict:
             if kind is int and typed != float(value):
                 raise ValueError
         except (TypeError, ValueError):
-            raise InvalidParameters(f"{name}={value!r} is not a {kind.__name__}") from None
+            raise InvalidParameters(f"{name}={value!r} is not {KINDS[kind]}") from None
         if not check(typed):
             raise InvalidParameters(f"{name}={value!r} is out of range: {HELP[name]}")
         clean[name] = typed
