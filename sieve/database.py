@@ -13,17 +13,21 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 
-from sqlalchemy import Connection, Row, create_engine, event, insert, or_, select, update
+from sqlalchemy import Connection, Row, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from sieve.models import (
+    CANCELLED,
+    FAILED,
     FINAL_STATES,
     PIPELINES,
     QUEUED,
+    RUNNING,
     Prediction,
     PredictionEvent,
     StoredImage,
+    TrainingRun,
     describe,
     utcnow,
 )
@@ -183,3 +187,123 @@ class Database:
                            Prediction.broker_epoch != broker_epoch))
                 .order_by(Prediction.created_at).limit(limit)))
 
+    # Training runs
+
+    def create_training_run(self, model: str, params: dict,
+                            user_id: int | None = None) -> TrainingRun:
+        """A new training run in state `queued`."""
+        now = utcnow()
+        run = TrainingRun(id=uuid.uuid4().hex, model=model, params=params, user_id=user_id,
+                          state=QUEUED, cancel_requested=False, log="", created_at=now,
+                          updated_at=now)
+        with self.session() as s:
+            s.add(run)
+        return run
+
+    def get_training_run(self, run_id: str) -> TrainingRun | None:
+        """One training run by id, or None."""
+        with self.session() as s:
+            return s.get(TrainingRun, run_id)
+
+    def list_training_runs(self, limit: int = 50, user_id: int | None = None
+                           ) -> list[TrainingRun]:
+        """The newest training runs first (of one user when given)."""
+        query = select(TrainingRun).order_by(TrainingRun.created_at.desc()).limit(limit)
+        if user_id is not None:
+            query = query.where(TrainingRun.user_id == user_id)
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def start_training_run(self, run_id: str, worker: str,
+                           task_id: str | None = None) -> TrainingRun | None:
+        """Move a queued run to `running` for this worker; None when it is not queued (a
+        second delivery, or cancelled before it started)."""
+        now = utcnow()
+        with self.session() as s:
+            changed = s.execute(
+                update(TrainingRun)
+                .where(TrainingRun.id == run_id, TrainingRun.state == QUEUED)
+                .values(state=RUNNING, worker=worker, task_id=task_id, started_at=now,
+                        heartbeat_at=now, updated_at=now)).rowcount
+            return s.get(TrainingRun, run_id, populate_existing=True) if changed else None
+
+    def record_training_progress(self, run_id: str, log: str = "",
+                                 **fields) -> TrainingRun | None:
+        """Heartbeat of a running run: progress fields, log lines appended.
+
+        Returns the run (its `cancel_requested` tells the worker to stop), or None when it
+        is no longer running: then the worker must stop without publishing.
+        """
+        now = utcnow()
+        values = {"heartbeat_at": now, "updated_at": now, **fields}
+        if log:
+            values["log"] = func.coalesce(TrainingRun.log, "") + log
+        with self.session() as s:
+            changed = s.execute(
+                update(TrainingRun)
+                .where(TrainingRun.id == run_id, TrainingRun.state == RUNNING)
+                .values(**values)).rowcount
+            return s.get(TrainingRun, run_id, populate_existing=True) if changed else None
+
+    def request_training_cancel(self, run_id: str) -> TrainingRun | None:
+        """Cancel a run: a queued one at once, a running one at its next step (the worker
+        sees `cancel_requested`). A finished run is left as it is. None: no such run."""
+        now = utcnow()
+        with self.session() as s:
+            s.execute(update(TrainingRun)
+                      .where(TrainingRun.id == run_id, TrainingRun.state == QUEUED)
+                      .values(state=CANCELLED, reason="cancelled before it started",
+                              cancel_requested=True, updated_at=now, finished_at=now))
+            s.execute(update(TrainingRun)
+                      .where(TrainingRun.id == run_id, TrainingRun.state == RUNNING)
+                      .values(cancel_requested=True, updated_at=now))
+            return s.get(TrainingRun, run_id, populate_existing=True)
+
+    def finish_training_run(self, run_id: str, state: str,
+                            allowed_from: Iterable[str] = (RUNNING,), log: str = "",
+                            **fields) -> TrainingRun | None:
+        """Move a run to a final state if it is in `allowed_from`; None when it was not."""
+        now = utcnow()
+        values = {"state": state, "updated_at": now, "finished_at": now, **fields}
+        if log:
+            values["log"] = func.coalesce(TrainingRun.log, "") + log
+        with self.session() as s:
+            changed = s.execute(
+                update(TrainingRun)
+                .where(TrainingRun.id == run_id, TrainingRun.state.in_(allowed_from))
+                .values(**values)).rowcount
+            return s.get(TrainingRun, run_id, populate_existing=True) if changed else None
+
+    def fail_stale_training_runs(self, stale_after: float) -> list[TrainingRun]:
+        """Mark failed the running runs whose heartbeat is older than `stale_after`
+        seconds (their worker died); returns them."""
+        before = utcnow() - timedelta(seconds=stale_after)
+        failed = []
+        with self.session() as s:
+            stale = list(s.scalars(select(TrainingRun).where(
+                TrainingRun.state == RUNNING, TrainingRun.heartbeat_at < before)))
+        for run in stale:
+            reason = (f"the training worker {run.worker} stopped sending heartbeats (last "
+                      f"at {_iso_utc(run.heartbeat_at)}): it died or lost the database, and "
+                      "nothing was published; submit the run again")
+            with self.session() as s:
+                changed = s.execute(
+                    update(TrainingRun)
+                    .where(TrainingRun.id == run.id, TrainingRun.state == RUNNING,
+                           TrainingRun.heartbeat_at < before)
+                    .values(state=FAILED, reason=reason, updated_at=utcnow(),
+                            finished_at=utcnow())).rowcount
+                if changed:
+                    failed.append(s.get(TrainingRun, run.id, populate_existing=True))
+        return failed
+
+
+def _event(prediction: Prediction) -> PredictionEvent:
+    """The event row recording the prediction's current state."""
+    return PredictionEvent(prediction_id=prediction.id, state=prediction.state,
+                           data=prediction.to_dict(), created_at=utcnow())
+
+
+def _iso_utc(moment) -> str:
+    """A timestamp for a message, in UTC (SQLite hands back naive datetimes: they are UTC)."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "never"

@@ -163,3 +163,60 @@ def _iso(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.isoformat()
+
+
+# Training runs: submitted as tasks on the `training` queue (see workers/runs.py).
+RUNNING = "running"
+RUN_STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
+RUN_FINAL_STATES = frozenset({DONE, FAILED, CANCELLED})
+
+
+class TrainingRun(Base):
+    """One training job: its parameters, live progress, log and outcome."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    model: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Latest figures (stage, epoch, step, loss, accuracy, seconds left), the loss and
+    # accuracy curve sampled at each heartbeat, and one line per finished epoch.
+    progress: Mapped[dict | None] = mapped_column(JSON)
+    curve: Mapped[list | None] = mapped_column(JSON)
+    history: Mapped[list | None] = mapped_column(JSON)
+    log: Mapped[str] = mapped_column(Text, default="")
+    version: Mapped[str | None] = mapped_column(String(32))
+    metrics: Mapped[dict | None] = mapped_column(JSON)
+    promoted: Mapped[str | None] = mapped_column(Text)
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def final(self) -> bool:
+        """True once the run has ended: done, failed or cancelled."""
+        return self.state in RUN_FINAL_STATES
+
+    def to_dict(self, with_log: bool = False) -> dict:
+        """What clients are told about the run (the log only when asked: it can be long)."""
+        answer = {
+            "id": self.id, "model": self.model, "params": self.params, "state": self.state,
+            "reason": self.reason, "cancel_requested": bool(self.cancel_requested),
+            "progress": self.progress or {}, "curve": self.curve or [],
+            "history": self.history or [], "version": self.version,
+            "metrics": self.metrics, "promoted": self.promoted, "worker": self.worker,
+            "heartbeat_at": _iso(self.heartbeat_at), "created_at": _iso(self.created_at),
+            "started_at": _iso(self.started_at), "updated_at": _iso(self.updated_at),
+            "finished_at": _iso(self.finished_at),
+        }
+        if with_log:
+            answer["log"] = self.log or ""
+        return answer

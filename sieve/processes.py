@@ -113,3 +113,36 @@ class Worker:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+class S3Server:
+    """moto's S3 server (`python -m moto.server`, the real S3 HTTP protocol) on a free port,
+    for tests and local trials of MODEL_STORE_URL=s3://..."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.port = folder, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start the server and wait until it answers HTTP."""
+        log = open(self.folder / "moto.log", "ab")  # noqa: SIM115 - lives with the process
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=log, stderr=log)
+        wait_for(self._answers, 30, f"moto's S3 server on port {self.port}", interval=0.1)
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"moto.server exited: see {self.folder / 'moto.log'}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the server; everything it held is gone."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)

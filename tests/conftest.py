@@ -12,7 +12,7 @@ import sqlalchemy
 from sieve.config import load_service_settings
 from sieve.database import Database
 from sieve.migrate import upgrade
-from sieve.processes import RedisServer, Worker
+from sieve.processes import RedisServer, S3Server, Worker
 from tests.images import noise, png
 from training import train
 from training.data import DataError, load_dataset
@@ -185,3 +185,36 @@ def outlier_png(trained_store):
     data = noise()
     assert not Predictor.from_store("filter", store=trained_store).screen([data])[0]["accepted"]
     return data
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+          "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 server in its own process: S3 code is tested over the real protocol."""
+    server = S3Server(tmp_path_factory.mktemp("moto"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_server, tmp_path, monkeypatch) -> dict:
+    """Environment that points boto3 at the moto server, with a fresh model cache."""
+    env = {**S3_ENV, "AWS_ENDPOINT_URL": s3_server.url,
+           "SIEVE_MODEL_CACHE_DIR": str(tmp_path / "model-cache")}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def s3_store_url(s3_env) -> str:
+    """A new, empty bucket on the moto server, as MODEL_STORE_URL (s3://bucket/models)."""
+    import boto3
+
+    bucket = f"sieve-test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/models"

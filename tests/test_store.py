@@ -69,11 +69,13 @@ def test_concurrent_publishers_get_distinct_versions(tmp_path, artifact):
 
 
 def test_open_store_reads_the_environment(tmp_path, monkeypatch):
-    """MODEL_STORE_URL picks the folder; URLs of other kinds are refused clearly."""
+    """MODEL_STORE_URL picks the folder or S3; URLs of other kinds are refused clearly."""
     monkeypatch.setenv("MODEL_STORE_URL", f"file://{tmp_path}")
     assert open_store().root == tmp_path
-    with pytest.raises(StoreError, match="only local folders"):
-        open_store("s3://bucket/prefix")
+    s3 = open_store("s3://bucket/some/prefix")  # connects to nothing until used
+    assert (s3.bucket, s3.prefix, s3.url) == ("bucket", "some/prefix/", "s3://bucket/some/prefix/")
+    with pytest.raises(StoreError, match="use a local folder, a file:// URL or s3://"):
+        open_store("gs://bucket/prefix")
 
 
 def test_has_command_exit_codes(tmp_path, artifact, monkeypatch, capsys):

@@ -10,6 +10,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 
+# What can be trained, and with which optimizers (shared by the CLI and training runs).
+MODELS = ("classifier", "filter")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -19,6 +23,8 @@ class Settings:
     data_url: str
     fashion_mnist_dir: Path
     model_store_url: str
+    model_cache_dir: Path = ROOT / "var" / "cache" / "models"
+    aws_endpoint_url: str | None = None
 
 
 def load_settings(env_file: Path | None = None) -> Settings:
@@ -31,4 +37,8 @@ def load_settings(env_file: Path | None = None) -> Settings:
             os.environ.get("FASHION_MNIST_DIR") or "/usr/share/datasets/fashion-mnist"
         ),
         model_store_url=os.environ.get("MODEL_STORE_URL") or str(ROOT / "var" / "models"),
+        model_cache_dir=Path(
+            os.environ.get("SIEVE_MODEL_CACHE_DIR") or ROOT / "var" / "cache" / "models"
+        ),
+        aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
     )

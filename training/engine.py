@@ -6,7 +6,7 @@ of them, then `preprocess.to_tensor` normalises exactly as serving does.
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -94,6 +94,14 @@ class Budget:
         """True once the step count or the time budget is spent."""
         return self.progress() >= 1.0
 
+    def seconds_left(self) -> float | None:
+        """Estimated training seconds left, from the pace so far (None before any step)."""
+        done = self.progress()
+        if done <= 0:
+            return None
+        elapsed = time.monotonic() - self.started
+        return max(0.0, elapsed * (1 - done) / done)
+
 
 def one_cycle(progress: float, peak: float, warmup: float = 0.2) -> float:
     """Learning rate: linear warm-up to `peak`, then cosine decay to zero."""
@@ -117,8 +125,13 @@ def train_one_epoch(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
                     prep: Preprocessing, augment: Augment, generator: torch.Generator,
                     batch_size: int, label_smoothing: float = 0.0,
                     description: str = "", device: str = "cpu",
-                    clip_grad: float = 0.0) -> EpochResult:
-    """One pass over the data (or until the budget runs out), with a progress bar."""
+                    clip_grad: float = 0.0,
+                    on_step: Callable[[float, float], None] | None = None) -> EpochResult:
+    """One pass over the data (or until the budget runs out), with a progress bar.
+
+    `on_step(loss, accuracy)` is called after every step with the batch's figures; an
+    exception it raises stops training there (that is how a run is cancelled).
+    """
     model.train()
     started = time.monotonic()
     total_loss, correct, seen = 0.0, 0, 0
@@ -140,11 +153,14 @@ def train_one_epoch(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
                 nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
             optimizer.step()
             budget.step += 1
-            total_loss += loss.item() * len(idx)
-            correct += int((_decide(logits) == y).sum())
+            batch_loss, batch_correct = loss.item(), int((_decide(logits) == y).sum())
+            total_loss += batch_loss * len(idx)
+            correct += batch_correct
             seen += len(idx)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{batch_loss:.3f}")
+            if on_step is not None:
+                on_step(batch_loss, batch_correct / len(idx))
     return EpochResult(total_loss / max(seen, 1), correct / max(seen, 1),
                        time.monotonic() - started, seen)
 

@@ -1,7 +1,7 @@
 """Print the metrics of a published model on a data set.
 
 Examples:
-  python -m training.evaluate                               # latest classifier, Fashion-MNIST test
+  python -m training.evaluate                               # served classifier, Fashion-MNIST test
   python -m training.evaluate --model filter                # acceptance, rejection, AUROC
   python -m training.evaluate --model classifier --version v2 --split val
   python -m training.evaluate --data-dir ~/data/hymenoptera_data --json
@@ -31,7 +31,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter)
     parser.add_argument("--model", choices=("classifier", "filter"), default="classifier",
                         help="which model to evaluate")
-    parser.add_argument("--version", default=None, help="model version (default: the latest)")
+    parser.add_argument("--version", default=None,
+                        help="model version or alias (default: the served version: the "
+                             "production alias when set, else the latest)")
     parser.add_argument("--model-store", default=None,
                         help="model store (default: MODEL_STORE_URL, or var/models)")
     parser.add_argument("--data-dir", type=Path, default=None,

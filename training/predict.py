@@ -14,7 +14,7 @@ from torch import nn
 from training import checkpoint
 from training.engine import predict
 from training.preprocess import Preprocessing, load_image, to_canonical
-from training.store import ModelStore, open_store
+from training.store import Store, open_store
 
 
 @dataclass
@@ -29,10 +29,14 @@ class Predictor:
 
     @classmethod
     def from_store(cls, name: str, version: str | None = None,
-                   store: ModelStore | None = None) -> "Predictor":
-        """Load a verified version (the latest by default) from the model store."""
+                   store: Store | None = None) -> "Predictor":
+        """Load a verified version from the model store.
+
+        `version` is a version (`v3`), an alias (`staging`), or None for the served one:
+        the `production` alias when it is set, else the latest version.
+        """
         store = store or open_store()
-        version = version or store.latest(name)
+        version = store.resolve(name, version)
         folder = store.open(name, version)
         card = json.loads((folder / "card.json").read_text())
         return cls.from_checkpoint(folder / "model.pt", name, version, card)

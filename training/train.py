@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from training import checkpoint, engine, filtering, outliers, plots
-from training.config import ROOT, load_settings
+from training.cli import HelpFormatter
+from training.config import MODELS, OPTIMIZERS, ROOT, load_settings
 from training.data import DataError, DataSet, Split, load_dataset
 from training.metrics import confusion_matrix, per_class_accuracy
 from training.models import architecture, build_model, count_parameters
@@ -56,7 +57,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n", 2)[2],
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("--model", choices=("classifier", "filter"), default="classifier",
+    parser.add_argument("--model", choices=MODELS, default="classifier",
                         help="which model to train")
     parser.add_argument("--download-data", action="store_true",
                         help="download the data set when it is not on this machine yet")
@@ -82,7 +83,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                      help="seconds of training: the learning-rate schedule follows the "
                           "clock and training stops when the time is spent (default: no limit; "
                           "--epochs decides)")
-    opt.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd",
+    opt.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd",
                      help="optimizer (SGD with Nesterov momentum 0.9)")
     opt.add_argument("--lr", type=float, default=None,
                      help="peak learning rate of the one-cycle schedule (default: with sgd "
@@ -118,26 +119,37 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Append each option's default unless its help already names it; keep the examples."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text or any(action.default is v for v in (None, False, argparse.SUPPRESS)):
-            return text
-        return f"{text} (default: {action.default})"
-
-
 class TrainError(RuntimeError):
     """A problem with the run's options that the user can fix."""
 
 
-def main(args: argparse.Namespace) -> int:
+class Progress:
+    """Hooks that follow a run (training jobs report through them); these do nothing.
+
+    Any hook may raise to stop the run: nothing is published after that.
+    """
+
+    def stage(self, name: str) -> None:
+        """The run enters a stage: loading data, training, testing, publishing."""
+
+    def step(self, epoch: int, budget: engine.Budget, loss: float, accuracy: float) -> None:
+        """After each training step, with the batch's loss and accuracy."""
+
+    def epoch(self, entry: dict) -> None:
+        """After each epoch, with its line of the history (train and val metrics)."""
+
+    def published(self, version: str, card: dict) -> None:
+        """The new version is in the model store."""
+
+
+def main(args: argparse.Namespace, progress: Progress | None = None) -> int:
     """Fetch data, train, evaluate on the test split and publish; returns an exit code."""
     if not (args.train or args.download_data):
         raise TrainError("nothing to do: pass --train (and --download-data to fetch the data)")
+    progress = progress or Progress()
     _fill_defaults(args)
     settings = load_settings()
+    progress.stage("loading data")
     data = load_dataset(args.data_dir, args.data_url, download=args.download_data,
                         val_size=args.val_size, seed=args.seed, image_size=args.image_size,
                         settings=settings)
@@ -151,9 +163,11 @@ def main(args: argparse.Namespace) -> int:
         data.train = Split(data.train.images[: args.subset], data.train.labels[: args.subset])
     store = open_store(args.model_store or settings.model_store_url)
     with tempfile.TemporaryDirectory(prefix="sieve-train-") as workdir:
-        files, card = run_training(args, data, Path(workdir))
+        files, card = run_training(args, data, Path(workdir), progress)
+        progress.stage("publishing")
         version = store.publish(args.model, files, card)
-    log.info("published %s %s to %s", args.model, version, store.root / args.model / version)
+    log.info("published %s %s to %s", args.model, version, store.location(args.model, version))
+    progress.published(version, card)
     return 0
 
 
@@ -179,8 +193,10 @@ def _configure_torch(args: argparse.Namespace) -> None:
         raise TrainError("--device cuda: no CUDA device is available here")
 
 
-def run_training(args: argparse.Namespace, data: DataSet, workdir: Path) -> tuple[dict, dict]:
+def run_training(args: argparse.Namespace, data: DataSet, workdir: Path,
+                 progress: Progress | None = None) -> tuple[dict, dict]:
     """Train one model; return its artifact files and model card."""
+    progress = progress or Progress()
     is_filter = args.model == "filter"
     prep = data.preprocessing
     if is_filter:
@@ -193,7 +209,9 @@ def run_training(args: argparse.Namespace, data: DataSet, workdir: Path) -> tupl
     optimizer = _optimizer(args, model)
     if args.load_weights:
         _load_weights(args, model, optimizer, arch, classes)
-    history, seconds, steps = _fit(args, model, optimizer, train, val, prep)
+    progress.stage("training")
+    history, seconds, steps = _fit(args, model, optimizer, train, val, prep, progress)
+    progress.stage("testing")
     if is_filter:
         metrics, pictures = _filter_test(args, model, fdata, prep, workdir)
     else:
@@ -231,7 +249,8 @@ def _load_weights(args, model, optimizer, arch: dict, classes: list[str]) -> Non
     log.info("loaded weights from %s", args.load_weights)
 
 
-def _fit(args, model, optimizer, train: Split, val: Split, prep) -> tuple[list, float, int]:
+def _fit(args, model, optimizer, train: Split, val: Split, prep,
+         progress: Progress) -> tuple[list, float, int]:
     """Epoch loop with a metrics line per epoch; returns history, seconds and steps."""
     epochs = args.epochs
     if args.time_limit:
@@ -245,13 +264,15 @@ def _fit(args, model, optimizer, train: Split, val: Split, prep) -> tuple[list, 
         result = engine.train_one_epoch(
             model, train.images, train.labels, optimizer, budget, args.lr, prep, augment,
             generator, args.batch_size, args.label_smoothing, f"epoch {epoch}", args.device,
-            args.clip_grad)
+            args.clip_grad,
+            on_step=lambda loss, acc, e=epoch: progress.step(e, budget, loss, acc))
         if result.images == 0:
             break
         val_metrics = engine.evaluate(model, val.images, val.labels, prep, device=args.device)
         history.append({"epoch": epoch, "train_loss": result.loss,
                         "train_accuracy": result.accuracy, "val_loss": val_metrics["loss"],
                         "val_accuracy": val_metrics["accuracy"], "seconds": result.seconds})
+        progress.epoch(history[-1])
         log.info("epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.4g | "
                  "%.0f s (%.0f img/s)", epoch, result.loss, result.accuracy,
                  val_metrics["loss"], val_metrics["accuracy"],

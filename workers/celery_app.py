@@ -12,6 +12,7 @@ from sieve.config import ServiceSettings, load_service_settings
 
 FILTER_TASK, CLASSIFY_TASK = "sieve.filter", "sieve.classify"
 NOOP_FIRST, NOOP_SECOND = "sieve.noop.first", "sieve.noop.second"
+TRAIN_TASK = "sieve.train.run"
 
 ROUTES = {
     FILTER_TASK: {"queue": "filter"},
@@ -25,7 +26,7 @@ ROUTES = {
 def create_celery(settings: ServiceSettings | None = None) -> Celery:
     """A Celery app for Sieve; connects to nothing until it sends or consumes."""
     settings = settings or load_service_settings()
-    app = Celery("sieve", include=["workers.tasks"])
+    app = Celery("sieve", include=["workers.tasks", "workers.training_tasks"])
     app.conf.update(
         broker_url=settings.broker_url,
         result_backend=settings.result_backend,

@@ -2,16 +2,23 @@
 
 Decoding and preprocessing run in the task's own thread (a broken image fails only its
 own prediction); the forward pass runs in the model's batch thread.
+
+Hot reload: every `reload_interval` seconds (SIEVE_MODEL_RELOAD_INTERVAL) a background
+thread asks the model store which version is served (the `production` alias, else the
+latest). When it changed, the thread loads the new version while predictions go on with
+the old one, then swaps. Each queued image carries the model it was preprocessed for, so
+an image in flight during the swap is still answered, by the version its result names.
 """
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 
 import torch
 
 from training.predict import Predictor
-from training.store import StoreError, open_store
+from training.store import Store, StoreError, open_store
 from workers.batching import MicroBatcher
 
 log = logging.getLogger(__name__)
@@ -28,31 +35,73 @@ class ServedModels:
     """The filter and the classifier of one worker process, loaded on first use."""
 
     def __init__(self, store_url: str | None = None, max_batch: int = 32,
-                 max_wait: float = 0.002):
+                 max_wait: float = 0.002, reload_interval: float = 0.0):
         self.store_url, self.max_batch, self.max_wait = store_url, max_batch, max_wait
+        self.reload_interval = reload_interval  # 0: load once, never look again
         self._lock = threading.Lock()
+        self._store: Store | None = None
         self._predictors: dict[str, Predictor] = {}
         self._batchers: dict[str, MicroBatcher] = {}
         # Preprocessed images by prediction id: the classifier step reuses what the filter
         # step decoded when both models preprocess alike (and the same process runs both).
         self._canonical: OrderedDict = OrderedDict()
         self._canonical_lock = threading.Lock()
+        self._checked: dict[str, float] = {}
+        self._reloading: set[str] = set()
+
+    def store(self) -> Store:
+        """The model store, opened once (an S3 client is reused across threads)."""
+        if self._store is None:
+            self._store = open_store(self.store_url)
+        return self._store
 
     def predictor(self, name: str) -> Predictor:
         """The loaded model `name`, loading the served version on first use."""
         with self._lock:
             if name not in self._predictors:
                 try:
-                    predictor = Predictor.from_store(name, store=open_store(self.store_url))
+                    predictor = Predictor.from_store(name, store=self.store())
                 except StoreError as exc:
                     raise ModelUnavailable(str(exc)) from exc
-                predictor.model.eval()
                 self._predictors[name] = predictor
-                self._batchers[name] = MicroBatcher(
-                    lambda batch, p=predictor: list(p.probabilities(torch.stack(batch))),
-                    self.max_batch, self.max_wait, name)
+                self._checked[name] = time.monotonic()
+                self._batchers[name] = MicroBatcher(_run_batch, self.max_batch,
+                                                    self.max_wait, name)
                 log.info("serving %s %s", name, predictor.version)
+            elif self._reload_due(name):
+                self._reloading.add(name)
+                threading.Thread(target=self._reload_in_background, args=(name,),
+                                 daemon=True, name=f"reload-{name}").start()
             return self._predictors[name]
+
+    def _reload_due(self, name: str) -> bool:
+        """True when it is time to ask the store again (and nobody is asking already)."""
+        return (self.reload_interval > 0 and name not in self._reloading
+                and time.monotonic() - self._checked[name] >= self.reload_interval)
+
+    def _reload_in_background(self, name: str) -> None:
+        """One reload check; a failure keeps the current version serving."""
+        try:
+            self.reload(name)
+        except Exception:  # noqa: BLE001 - a failed reload must never stop serving
+            log.exception("could not reload %s; still serving %s", name,
+                          self._predictors[name].version)
+        finally:
+            with self._lock:
+                self._checked[name] = time.monotonic()
+                self._reloading.discard(name)
+
+    def reload(self, name: str) -> str | None:
+        """Load and swap in the served version of `name` if it changed; returns it then."""
+        version = self.store().served(name)
+        current = self._predictors.get(name)
+        if version is None or (current is not None and current.version == version):
+            return None
+        predictor = Predictor.from_store(name, version, self.store())
+        with self._lock:
+            self._predictors[name] = predictor
+        log.info("serving %s %s (was %s)", name, version, current and current.version)
+        return version
 
     def warm_up(self) -> None:
         """Load both models now, logging (not raising) when one is missing."""
@@ -86,7 +135,7 @@ class ServedModels:
         except BaseException:
             batcher.withdraw()
             raise
-        return predictor, batcher(canonical, timeout, announced=True)
+        return predictor, batcher((predictor, canonical), timeout, announced=True)
 
     def screen(self, data: bytes, timeout: float, key: str | None = None) -> dict:
         """The filter's verdict on one image (`key`: the prediction id, for reuse)."""
@@ -105,3 +154,17 @@ class ServedModels:
         """Batches run and images served per model, for logs and benchmarks."""
         return {name: {"batches": b.batches, "images": b.items}
                 for name, b in self._batchers.items()}
+
+
+def _run_batch(items: list[tuple[Predictor, torch.Tensor]]) -> list:
+    """Forward passes for (model, image) pairs: one per model version in the batch (two
+    only around a reload), results in the order of the items."""
+    results: list = [None] * len(items)
+    groups: dict[int, tuple[Predictor, list[int]]] = {}
+    for index, (predictor, _) in enumerate(items):
+        groups.setdefault(id(predictor), (predictor, []))[1].append(index)
+    for predictor, indices in groups.values():
+        rows = predictor.probabilities(torch.stack([items[i][1] for i in indices]))
+        for index, row in zip(indices, rows, strict=True):
+            results[index] = row
+    return results

@@ -43,7 +43,8 @@ def services() -> pipeline.Services:
             _state["services"] = pipeline.Services(
                 db=Database(settings.database_url), events=Events(settings.redis_url),
                 models=ServedModels(max_batch=settings.batch_max_size,
-                                    max_wait=settings.batch_max_wait),
+                                    max_wait=settings.batch_max_wait,
+                                    reload_interval=settings.model_reload_interval),
                 time_limit=settings.task_time_limit, top_k=settings.top_k)
         return _state["services"]
 

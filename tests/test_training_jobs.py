@@ -1,0 +1,93 @@
+"""Training jobs as deployed: real training and serving worker processes, a real Redis,
+S3 on moto's server. Runs are submitted the way the web tier will submit them
+(workers.runs.submit_run); every wait has a timeout."""
+
+import boto3
+import pytest
+
+from sieve.models import CANCELLED, DONE, FAILED, RUNNING
+from sieve.processes import wait_for
+from tests.stores import copy_version
+from training import registry
+from training.store import ModelStore, open_store
+from workers.client import submit
+from workers.runs import cancel_run, get_run, submit_run
+
+pytestmark = pytest.mark.slow
+
+QUICK = {"model": "classifier", "subset": 1000, "epochs": 1, "width": 4, "optimizer": "adam"}
+LONG = {**QUICK, "subset": 2000, "epochs": 200, "batch_size": 32}
+
+
+def _finished_run(db, run_id: str, timeout: float = 120, stale_after: float = 60):
+    return wait_for(lambda: (r := get_run(db, run_id, stale_after)).final and r, timeout,
+                    f"training run {run_id} to end")
+
+
+def _training_steps(db, run_id: str, timeout: float = 60):
+    """Wait until the worker reports training steps."""
+    return wait_for(lambda: (r := get_run(db, run_id)).state == RUNNING
+                    and (r.progress or {}).get("step", 0) > 2 and r, timeout,
+                    f"training run {run_id} to report steps")
+
+
+def _served_version(celery_app, db, data: bytes) -> str:
+    """The classifier version that answers a new prediction."""
+    pid = submit(celery_app, db, data, "image/png", "classifier").id
+    done = wait_for(lambda: (p := db.get_prediction(pid)).final and p, 60, f"prediction {pid}")
+    assert done.state == DONE, done.reason
+    return done.model_versions["classifier"]
+
+
+def test_train_on_a_worker_publish_to_s3_promote_and_serve(
+        start_worker, celery_app, db, s3_store_url, s3_env, trained_store, known_images):
+    store = open_store(s3_store_url)
+    copy_version(trained_store, store, "classifier")
+    registry.promote("classifier", "v1", store=store)
+    env = {**s3_env, "MODEL_STORE_URL": s3_store_url, "SIEVE_MODEL_RELOAD_INTERVAL": "0.5",
+           "SIEVE_TRAINING_HEARTBEAT": "0.5"}
+    training = start_worker("trainer", queues="training", **env)
+    start_worker("server", **env)
+    assert "concurrency: 1 (thread)" in training.log()  # one training at a time
+    data = known_images[0][0]
+    assert _served_version(celery_app, db, data) == "v1"
+
+    run = submit_run(celery_app, db, QUICK)
+    done = _finished_run(db, run.id)
+    assert done.state == DONE, done.reason
+    assert done.version == "v2" and done.worker.startswith("trainer@")
+    assert done.progress["step"] == done.progress["steps"] and done.history
+    assert "epoch 1: train loss" in done.log and "published classifier v2 to s3://" in done.log
+    s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"])
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=store.bucket,
+                                                 Prefix="models/classifier/v2/")["Contents"]}
+    assert {"models/classifier/v2/model.pt", "models/classifier/v2/MANIFEST.json"} <= keys
+    assert _served_version(celery_app, db, data) == "v1"  # published is not promoted
+
+    registry.promote("classifier", "v2", store=store)
+    wait_for(lambda: _served_version(celery_app, db, data) == "v2", 30,
+             "a prediction served by the promoted version")
+    registry.rollback("classifier", store=store)
+    wait_for(lambda: _served_version(celery_app, db, data) == "v1", 30,
+             "a prediction served by the version rolled back to")
+
+
+def test_cancel_then_kill_the_training_worker_mid_run(start_worker, celery_app, db, tmp_path):
+    store = ModelStore(tmp_path / "store")
+    worker = start_worker("trainer", queues="training", MODEL_STORE_URL=str(store.root),
+                          SIEVE_TRAINING_HEARTBEAT="0.5")
+
+    cancelled = submit_run(celery_app, db, LONG)
+    _training_steps(db, cancelled.id)
+    assert cancel_run(celery_app, db, cancelled.id).cancel_requested
+    ended = _finished_run(db, cancelled.id, timeout=30)
+    assert ended.state == CANCELLED and "nothing was published" in ended.reason
+    assert store.versions("classifier") == []
+    assert not list((store.root / "classifier").glob(".staging-*"))
+
+    doomed = submit_run(celery_app, db, LONG)
+    _training_steps(db, doomed.id)
+    worker.kill()
+    failed = _finished_run(db, doomed.id, timeout=30, stale_after=3)
+    assert failed.state == FAILED and "stopped sending heartbeats" in failed.reason
+    assert store.versions("classifier") == []
