@@ -1,4 +1,6 @@
-"""Shared fixtures: the Fashion-MNIST data and small models trained once per test session."""
+"""Shared fixtures: the Fashion-MNIST data and small models trained once per test session,
+private Redis and PostgreSQL databases, worker processes. Fixtures of the web tier and
+the API live in their own modules, loaded as plugins."""
 
 import os
 import shutil
@@ -20,6 +22,7 @@ from training.predict import Predictor
 from training.store import ModelStore
 from workers.celery_app import create_celery
 
+pytest_plugins = ["tests.fixtures_web", "tests.fixtures_api"]
 
 @pytest.fixture(scope="session")
 def fashion():

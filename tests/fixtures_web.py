@@ -1,0 +1,1 @@
+"""Fixtures of the web tier: the app, its test client and browser."""

@@ -1,0 +1,51 @@
+"""What the web tier talks to, built once per app: settings, database, Celery, events.
+
+`init_app(app)` reads the service settings from the environment and lets the Flask
+configuration override them (DATABASE_URL, REDIS_URL, CELERY_BROKER_URL,
+CELERY_RESULT_BACKEND, MODEL_STORE_URL), so that tests can build an app on temporary
+resources. Views reach them with `services()`. Nothing here imports torch.
+"""
+
+from dataclasses import dataclass, replace
+
+from celery import Celery
+from flask import Flask, current_app
+
+from sieve.config import ServiceSettings, load_service_settings
+from sieve.database import Database
+from sieve.events import Events
+from workers.celery_app import create_celery
+
+OVERRIDABLE = {"DATABASE_URL": "database_url", "REDIS_URL": "redis_url",
+               "CELERY_BROKER_URL": "broker_url", "CELERY_RESULT_BACKEND": "result_backend"}
+
+
+@dataclass
+class Services:
+    """The web tier's connections; one per app."""
+
+    settings: ServiceSettings
+    db: Database
+    celery: Celery
+    events: Events
+
+
+def init_app(app: Flask) -> Services:
+    """Create the app's services from the environment and the app's configuration."""
+    settings = load_service_settings()
+    overrides = {field: app.config[key] for key, field in OVERRIDABLE.items()
+                 if app.config.get(key)}
+    if "REDIS_URL" in app.config and app.config["REDIS_URL"]:
+        # One Redis for everything unless the broker or backend are named on their own.
+        overrides.setdefault("broker_url", app.config["REDIS_URL"])
+        overrides.setdefault("result_backend", app.config["REDIS_URL"])
+    settings = replace(settings, **overrides)
+    built = Services(settings=settings, db=Database(settings.database_url),
+                     celery=create_celery(settings), events=Events(settings.redis_url))
+    app.extensions["sieve"] = built
+    return built
+
+
+def services() -> Services:
+    """The current app's services."""
+    return current_app.extensions["sieve"]
