@@ -153,7 +153,8 @@ def start_worker(settings, trained_store, tmp_path, redis_server):
                        "CELERY_RESULT_BACKEND": settings.result_backend,
                        "DATABASE_URL": settings.database_url,
                        "MODEL_STORE_URL": str(trained_store.root),
-                       "SIEVE_VISIBILITY_TIMEOUT": "5", "SIEVE_RECOVERY_INTERVAL": "1", **env}
+                       "SIEVE_VISIBILITY_TIMEOUT": "5", "SIEVE_RECOVERY_INTERVAL": "1",
+                       "SIEVE_WORKER_METRICS_PORT": "0", **env}
         worker = Worker(name, environment, tmp_path, queues)
         started.append(worker)
         return worker.start()

@@ -36,7 +36,8 @@ def _send(celery_app, db, data: bytes, pipeline: str = "filter") -> str:
 
 def test_images_through_the_whole_chain(start_worker, celery_app, db, settings, known_images,
                                         outlier_png):
-    start_worker()
+    metrics_port = free_port()
+    start_worker(SIEVE_WORKER_METRICS_PORT=str(metrics_port))
     data, label = known_images[0]
     events = Events(settings.redis_url)
     accepted = _send(celery_app, db, data)
@@ -62,6 +63,14 @@ def test_images_through_the_whole_chain(start_worker, celery_app, db, settings, 
              10, "the done event on pub/sub")
     assert pushed[-1] == db.events(accepted)[-1]
     subscription.close()
+
+    scraped = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    assert 'sieve_worker_predictions_total{state="done"} 2.0' in scraped
+    assert 'sieve_worker_predictions_total{state="rejected"} 1.0' in scraped
+    assert 'sieve_worker_batch_size_count{model="filter"}' in scraped
+    assert 'sieve_worker_task_seconds_count{outcome="success",task="sieve.classify"}' in scraped
+    assert 'sieve_worker_served_model{model="classifier",version="v1"} 1.0' in scraped
+    assert 'sieve_worker_queue_depth{queue="classify"} 0.0' in scraped
 
 
 def test_a_broken_image_fails_and_the_worker_goes_on(start_worker, celery_app, db,

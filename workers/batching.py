@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from workers import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -107,10 +109,12 @@ class MicroBatcher:
         """One forward pass (the caller holds the model lock), counted and logged."""
         started = time.perf_counter()
         results = self.run(items)
+        seconds = time.perf_counter() - started
         self.batches += 1
         self.items += len(items)
-        log.info("%s batch of %d in %.1f ms", self.name, len(items),
-                 (time.perf_counter() - started) * 1000)
+        metrics.BATCH_SIZE.labels(self.name).observe(len(items))
+        metrics.FORWARD_SECONDS.labels(self.name).observe(seconds)
+        log.info("%s batch of %d in %.1f ms", self.name, len(items), seconds * 1000)
         return results
 
     def _loop(self) -> None:

@@ -23,6 +23,7 @@ from sieve.models import (
     STATES,
 )
 from training.preprocess import ImageError
+from workers import metrics
 from workers.serving import ModelUnavailable, ServedModels
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class Services:
         if change is None:
             return False
         self.events.publish(change)
+        if state in FINAL_STATES:
+            metrics.PREDICTIONS.labels(state).inc()
         log.info("prediction %s: %s", prediction_id, state,
                  extra={"prediction_id": prediction_id, "state": state})
         return True

@@ -19,6 +19,7 @@ import torch
 
 from training.predict import Predictor
 from training.store import Store, StoreError, open_store
+from workers import metrics
 from workers.batching import MicroBatcher
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class ServedModels:
                 except StoreError as exc:
                     raise ModelUnavailable(str(exc)) from exc
                 self._predictors[name] = predictor
+                metrics.serving(name, predictor.version)
                 self._checked[name] = time.monotonic()
                 self._batchers[name] = MicroBatcher(_run_batch, self.max_batch,
                                                     self.max_wait, name)
@@ -100,6 +102,7 @@ class ServedModels:
         predictor = Predictor.from_store(name, version, self.store())
         with self._lock:
             self._predictors[name] = predictor
+        metrics.serving(name, version)
         log.info("serving %s %s (was %s)", name, version, current and current.version)
         return version
 

@@ -5,16 +5,17 @@
 import logging
 import sys
 import threading
+import time
 
 import redis
 import sqlalchemy.exc
 import torch
 from celery import Task, shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
 from sieve.database import Database
 from sieve.events import Events
-from workers import pipeline
+from workers import metrics, pipeline
 from workers.celery_app import CLASSIFY_TASK, FILTER_TASK, NOOP_FIRST, NOOP_SECOND
 from workers.recovery import Recovery
 from workers.serving import ServedModels
@@ -28,6 +29,7 @@ SERVING_QUEUES = {"filter", "classify"}
 WAKE_INTERVAL = 0.005  # seconds
 
 _state: dict = {}
+_started: dict[str, float] = {}
 _state_lock = threading.Lock()
 
 
@@ -95,10 +97,27 @@ def noop_second(value):
     return value
 
 
+@task_prerun.connect
+def _task_started(task_id, **_kwargs) -> None:
+    """Remember when a task started, for its duration metric."""
+    _started[task_id] = time.perf_counter()
+
+
+@task_postrun.connect
+def _task_finished(task_id, task, state=None, **_kwargs) -> None:
+    """Observe the task's duration with its outcome."""
+    started = _started.pop(task_id, None)
+    if started is not None:
+        metrics.TASK_SECONDS.labels(task.name, (state or "unknown").lower()).observe(
+            time.perf_counter() - started)
+
+
 @worker_ready.connect
 def _start_serving(sender, **_kwargs) -> None:
-    """On a worker that serves predictions: load the models and start recovery."""
+    """Serve /metrics; on a worker that serves predictions, load models, start recovery."""
     queues = {queue.name for queue in sender.task_consumer.queues}
+    metrics.serve(sender.app.conf.sieve.worker_metrics_port, sender.app.conf.broker_url,
+                  sorted(queues))
     if not queues & SERVING_QUEUES:
         return
     # Task threads hand images to the batch thread and back: switch the GIL more often

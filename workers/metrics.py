@@ -1,0 +1,69 @@
+"""Prometheus metrics of a worker process, served at /metrics on SIEVE_WORKER_METRICS_PORT.
+
+    sieve_worker_predictions_total{state}      final states reached (rejection rate:
+                                               rejected / (rejected + done))
+    sieve_worker_task_seconds{task,outcome}     task durations and outcomes
+    sieve_worker_batch_size{model}              images per forward pass
+    sieve_worker_forward_seconds{model}         forward pass durations
+    sieve_worker_served_model{model,version}    1 for the version being served
+    sieve_worker_queue_depth{queue}             messages waiting in Redis, read at scrape time
+"""
+
+import logging
+
+import redis
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS = Counter("sieve_worker_predictions", "Predictions that reached a final state",
+                      ["state"])
+TASK_SECONDS = Histogram("sieve_worker_task_seconds", "Task durations", ["task", "outcome"],
+                         buckets=(.002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5, 30, 300))
+BATCH_SIZE = Histogram("sieve_worker_batch_size", "Images per forward pass", ["model"],
+                       buckets=(1, 2, 4, 8, 16, 32, 64))
+FORWARD_SECONDS = Histogram("sieve_worker_forward_seconds", "Forward pass durations",
+                            ["model"], buckets=(.0005, .001, .002, .005, .01, .02, .05, .1))
+SERVED = Gauge("sieve_worker_served_model", "1 for the model version being served",
+               ["model", "version"])
+
+
+def serving(name: str, version: str) -> None:
+    """Record that `version` of model `name` is now the one served."""
+    for sample in list(SERVED.collect())[0].samples:
+        if sample.labels["model"] == name:
+            SERVED.remove(name, sample.labels["version"])
+    SERVED.labels(name, version).set(1)
+
+
+class QueueDepth:
+    """Collector: LLEN of each queue in the broker, read when Prometheus scrapes."""
+
+    def __init__(self, broker_url: str, queues: list[str]):
+        self.client = redis.Redis.from_url(broker_url, socket_timeout=2)
+        self.queues = queues
+
+    def collect(self):
+        """One gauge sample per queue; none when Redis does not answer."""
+        family = GaugeMetricFamily("sieve_worker_queue_depth", "Messages waiting",
+                                   labels=["queue"])
+        try:
+            for queue in self.queues:
+                family.add_metric([queue], self.client.llen(queue))
+        except redis.RedisError as exc:
+            log.warning("queue depth not read: %s", exc)
+        yield family
+
+
+def serve(port: int, broker_url: str, queues: list[str]) -> None:
+    """Start the /metrics endpoint (port 0: off); a port in use is logged, not fatal."""
+    if not port:
+        return
+    REGISTRY.register(QueueDepth(broker_url, queues))
+    try:
+        start_http_server(port)
+    except OSError as exc:
+        log.warning("worker metrics not served on port %d: %s", port, exc)
+        return
+    log.info("worker metrics at http://0.0.0.0:%d/metrics", port)
