@@ -74,8 +74,9 @@ class RedisServer:
 class Worker:
     """`celery -A workers worker` in its own process, with its log in a file."""
 
-    def __init__(self, name: str, env: dict, folder: Path, queues: str = "filter,classify"):
-        self.name, self.queues = name, queues
+    def __init__(self, name: str, env: dict, folder: Path, queues: str = "filter,classify",
+                 loglevel: str = "INFO"):
+        self.name, self.queues, self.loglevel = name, queues, loglevel
         self.env = {**os.environ, **env}
         self.log_path = folder / f"worker-{name}.log"
         self.process: subprocess.Popen | None = None
@@ -85,7 +86,7 @@ class Worker:
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives with the process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", self.queues,
-             "-n", f"{self.name}@%h", "--loglevel", "INFO", "--without-gossip",
+             "-n", f"{self.name}@%h", "--loglevel", self.loglevel, "--without-gossip",
              "--without-mingle"], cwd=ROOT, env=self.env, stdout=log, stderr=log)
         wait_for(self._ready, timeout, f"worker {self.name} to be ready", interval=0.2)
         return self
