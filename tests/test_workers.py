@@ -98,18 +98,23 @@ def test_batches_form_when_images_wait(start_worker, celery_app, db, known_image
 
 def test_killed_worker_task_is_redelivered_and_completes_once(start_worker, celery_app, db,
                                                               fashion_test_images):
-    # Large uploads: decoding 36 megapixels keeps each task in `filtering` for a while.
-    big = [large_png(a, 6000) for a in fashion_test_images[:3]]
+    # Large uploads: decoding 25 megapixels keeps each task in `filtering` for a while.
+    big = [large_png(a, 5000) for a in fashion_test_images[:3]]
     doomed = start_worker("doomed")
     ids = [_send(celery_app, db, data) for data in big]
-    wait_for(lambda: any(db.get_prediction(pid).state == FILTERING for pid in ids), 30,
+    wait_for(lambda: any(db.get_prediction(pid).state == FILTERING for pid in ids), 60,
              "a task to start", interval=0.005)
     doomed.kill()
     assert not all(db.get_prediction(pid).final for pid in ids)
-    start_worker("survivor")
-    for pid in ids:
-        assert _final(db, pid, timeout=90).state in (DONE, REJECTED)
-        states = [e["state"] for e in db.events(pid)]
+    survivor = start_worker("survivor")
+    try:
+        finished = [_final(db, pid, timeout=180) for pid in ids]
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- doomed:\n{doomed.log()[-3000:]}"
+                             f"\n--- survivor:\n{survivor.log()[-5000:]}") from None
+    for prediction in finished:
+        assert prediction.state in (DONE, REJECTED)
+        states = [e["state"] for e in db.events(prediction.id)]
         assert sum(s in (DONE, REJECTED) for s in states) == 1, states
 
 
