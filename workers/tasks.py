@@ -14,7 +14,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 from sieve.database import Database
 from sieve.events import Events
-from workers import pipeline
+from workers import logcontext, pipeline  # noqa: F401 - logcontext tags log lines
 from workers.celery_app import CLASSIFY_TASK, FILTER_TASK, NOOP_FIRST, NOOP_SECOND
 from workers.recovery import Recovery
 from workers.serving import ServedModels
