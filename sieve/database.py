@@ -51,6 +51,11 @@ from sieve.models import (
 PREDICTIONS = Prediction.__table__
 EVENTS = PredictionEvent.__table__
 IMAGES = StoredImage.__table__
+USERS = User.__table__
+
+
+class DuplicateEmail(ValueError):
+    """An account with this email exists already."""
 
 
 def make_engine(url: str) -> Engine:
@@ -97,6 +102,62 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (after a fork, or at shutdown)."""
         self.engine.dispose()
+
+    # Users
+
+    def create_user(self, email: str, password_hash: str, is_admin: bool = False) -> User:
+        """A new account; DuplicateEmail when the email (compared in lower case) is taken."""
+        user = User(email=email.strip().lower(), password_hash=password_hash,
+                    is_admin=is_admin, created_at=utcnow())
+        try:
+            with self._write_lock, self.session() as s:
+                s.add(user)
+        except IntegrityError as exc:
+            raise DuplicateEmail(f"an account with {user.email} already exists") from exc
+        return user
+
+    def get_user(self, user_id: int) -> User | None:
+        """One account by id, or None."""
+        with self.session() as s:
+            return s.get(User, user_id)
+
+    def user_by_email(self, email: str) -> User | None:
+        """The account with this email (any case), or None."""
+        with self.session() as s:
+            return s.scalar(select(User).where(User.email == email.strip().lower()))
+
+    def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        """Replace an account's password hash (a new password, or a rehash)."""
+        with self._writing() as connection:
+            connection.execute(update(USERS).where(USERS.c.id == user_id)
+                               .values(password_hash=password_hash))
+
+    def prediction_page(self, user_id: int, page: int = 1,
+                        per_page: int = 20) -> tuple[list[Prediction], int]:
+        """One page of a user's predictions, newest first, and how many there are in all."""
+        mine = Prediction.user_id == user_id
+        with self.session() as s:
+            total = s.scalar(select(func.count()).select_from(Prediction).where(mine))
+            rows = s.scalars(select(Prediction).where(mine)
+                             .order_by(Prediction.created_at.desc(), Prediction.id)
+                             .offset((page - 1) * per_page).limit(per_page))
+            return list(rows), total
+
+    def user_prediction(self, prediction_id: str, user_id: int) -> Prediction | None:
+        """A prediction if it belongs to the user; None when absent or someone else's."""
+        with self.session() as s:
+            return s.scalar(select(Prediction).where(Prediction.id == prediction_id,
+                                                     Prediction.user_id == user_id))
+
+    def user_image(self, prediction_id: str, user_id: int) -> tuple[bytes, str] | None:
+        """The uploaded bytes and content type of a user's prediction, or None."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(IMAGES.c.data, IMAGES.c.content_type)
+                .join(PREDICTIONS, IMAGES.c.key == PREDICTIONS.c.image_key)
+                .where(PREDICTIONS.c.id == prediction_id,
+                       PREDICTIONS.c.user_id == user_id)).first()
+        return (row.data, row.content_type) if row else None
 
     # Images
 
