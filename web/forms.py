@@ -2,12 +2,13 @@
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, MultipleFileField, PasswordField, RadioField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from sieve.models import CLASSIFY_ONLY, FILTER_THEN_CLASSIFY
 
-PIPELINE_CHOICES = [(FILTER_THEN_CLASSIFY, "Filter, then classifier"),
-                    (CLASSIFY_ONLY, "Classifier only")]
+PIPELINE_CHOICES = [SelectChoice(FILTER_THEN_CLASSIFY, "Filter, then classifier"),
+                    SelectChoice(CLASSIFY_ONLY, "Classifier only")]
 
 
 class RegisterForm(FlaskForm):
