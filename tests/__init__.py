@@ -1,0 +1,1 @@
+"""Sieve's tests (a package, so that `tests` here wins over any installed `tests`)."""
