@@ -57,9 +57,10 @@ def _alias_body() -> tuple[str, dict]:
 def promote_model(name: str):
     """Point an alias (production by default) at a published version."""
     require_admin()
+    _model(name)
     alias, body = _alias_body()
     version = body.get("version")
-    if not isinstance(version, str) or version not in store().versions(_model(name)):
+    if not isinstance(version, str) or version not in store().versions(name):
         fail(422, f"version must name a published version of {name}: "
              f"{', '.join(store().versions(name))}")
     note = body.get("note") if isinstance(body.get("note"), str) else None
@@ -72,9 +73,10 @@ def promote_model(name: str):
 def rollback_model(name: str):
     """Return an alias to the version it pointed at before its last promotion."""
     require_admin()
+    _model(name)
     alias, _ = _alias_body()
     try:
-        entry = rollback(_model(name), alias, store(), by=g.api_user.email)
+        entry = rollback(name, alias, store(), by=g.api_user.email)
     except StoreError as exc:
         fail(409, str(exc))
     return {"name": name, "alias": alias, **entry}
