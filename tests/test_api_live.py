@@ -77,7 +77,7 @@ def _fuzz(operation, headers: dict) -> None:
     """A bounded property-based run of one operation with the default checks."""
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=12, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=40, deadline=None, derandomize=True, database=None,
               phases=[Phase.explicit, Phase.generate],
               suppress_health_check=list(HealthCheck))
     def run(case):
