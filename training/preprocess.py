@@ -13,24 +13,19 @@ passes through step 1 unchanged, so a data-set image gives the same tensor wheth
 comes from the data files, a PNG upload or an RGB copy of that PNG.
 """
 
-import io
-import os
-import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
+
+# Decoding lives in a module without torch, so that the web tier can check uploads with
+# the very code the workers use.
+from training.images import MAX_PIXELS, ImageError, load_image  # noqa: F401
 
 # Pixels farther than this from the background count as the object when trimming
 # (5% of the range, the threshold of the Fashion-MNIST paper).
 TRIM_THRESHOLD = 13
-# Refuse images above this many pixels before decoding them (decompression bombs).
-MAX_PIXELS = 40_000_000
-
-
-class ImageError(ValueError):
-    """Bytes or a file that cannot be read as an image."""
 
 
 @dataclass(frozen=True)
@@ -75,39 +70,6 @@ def folder_preprocessing(size: int = 64) -> Preprocessing:
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
     )
-
-
-def load_image(source) -> Image.Image:
-    """Decode bytes, a path or a PIL image; raise ImageError when it is not a readable image."""
-    if isinstance(source, Image.Image):
-        return source
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            if isinstance(source, (bytes, bytearray, memoryview)):
-                if not len(source):
-                    raise ImageError("the file is empty")
-                image = Image.open(io.BytesIO(source))
-            elif isinstance(source, (str, os.PathLike)):
-                image = Image.open(source)
-            else:
-                raise TypeError(f"cannot read an image from {type(source).__name__}")
-            if image.width * image.height > MAX_PIXELS:
-                raise ImageError(
-                    f"the image is {image.width}x{image.height} pixels; "
-                    f"at most {MAX_PIXELS:,} pixels are accepted"
-                )
-            image.load()
-    except ImageError:
-        raise
-    except UnidentifiedImageError as exc:
-        raise ImageError("not an image in a known format (PNG, JPEG, GIF, BMP, WebP, ...)") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"the image is too large to decode safely: {exc}") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        # Truncated or damaged files surface as OSError/SyntaxError from the decoders.
-        raise ImageError(f"the image is damaged or truncated: {exc}") from exc
-    return image
 
 
 def _flatten(image: Image.Image, mode: str) -> Image.Image:

@@ -1,6 +1,33 @@
-"""Sieve's Flask web tier: not built yet.
+"""Sieve's Flask web tier: the pages a person uses in a browser, and the JSON API.
 
-This package will hold the app factory (`create_app`) and the blueprints for the
-pages, the JSON API under `/api/v1`, authentication and server-sent events. It will
-enqueue work by task name and never import torch.
+`create_app()` builds the app: `flask --app web run` in development, and in production
+`gunicorn -k gevent -w 2 -b 0.0.0.0:8000 'web:create_app()'`. Nothing here imports torch:
+uploads are sent to the workers by task name.
 """
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+csrf = CSRFProtect()
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: defaults and the environment, then `test_config`, then services."""
+    from web import accounts, api, auth, errors, events, pages, requestlog, services, settings
+
+    app = Flask(__name__)
+    app.config.from_mapping(settings.from_environment())
+    if test_config:
+        app.config.from_mapping(test_config)
+    settings.check(app)
+    requestlog.init_app(app)
+    services.init_app(app)
+    csrf.init_app(app)
+    accounts.init_app(app)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(events.bp)
+    api.init_app(app)
+    csrf.exempt(api.bp)  # the API authenticates with bearer tokens, not cookies
+    errors.init_app(app)
+    return app

@@ -11,6 +11,7 @@ from celery.canvas import Signature
 
 from sieve.database import Database
 from sieve.models import CLASSIFY_ONLY, FAILED, QUEUED, Prediction
+from workers import logcontext
 from workers.celery_app import CLASSIFY_TASK, FILTER_TASK
 
 log = logging.getLogger(__name__)
@@ -49,18 +50,22 @@ def broker_epoch(celery: Celery, fresh: bool = False) -> str:
     return epoch
 
 
-def prediction_chain(celery: Celery, prediction_id: str, pipeline: str) -> Signature:
-    """Filter then classifier, or the classifier alone."""
-    classify = celery.signature(CLASSIFY_TASK)
+def prediction_chain(celery: Celery, prediction_id: str, pipeline: str,
+                     request_id: str | None = None) -> Signature:
+    """Filter then classifier, or the classifier alone; each task carries the request id
+    in its headers (a chain's later tasks keep their own options when sent)."""
+    headers = logcontext.headers(request_id)
+    classify = celery.signature(CLASSIFY_TASK, headers=headers)
     if pipeline == CLASSIFY_ONLY:
-        return celery.signature(CLASSIFY_TASK, args=(prediction_id,))
-    return celery.signature(FILTER_TASK, args=(prediction_id,)) | classify
+        return celery.signature(CLASSIFY_TASK, args=(prediction_id,), headers=headers)
+    return celery.signature(FILTER_TASK, args=(prediction_id,), headers=headers) | classify
 
 
-def send(celery: Celery, prediction_id: str, pipeline: str) -> None:
+def send(celery: Celery, prediction_id: str, pipeline: str,
+         request_id: str | None = None) -> None:
     """Send the prediction's chain; QueueUnavailable when the broker does not take it."""
     try:
-        prediction_chain(celery, prediction_id, pipeline).apply_async()
+        prediction_chain(celery, prediction_id, pipeline, request_id).apply_async()
     except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
         raise QueueUnavailable(f"the task queue is unreachable: {exc}") from exc
 
@@ -70,7 +75,7 @@ def enqueue(celery: Celery, db: Database, prediction) -> None:
     # The run id is read before sending: if Redis restarts in between, the record names
     # the old run and recovery sends the chain once more (harmless, idempotent).
     epoch = broker_epoch(celery, fresh=True)
-    send(celery, prediction.id, prediction.pipeline)
+    send(celery, prediction.id, prediction.pipeline, prediction.request_id)
     db.mark_enqueued(prediction.id, epoch)
 
 
@@ -87,7 +92,7 @@ def submit(celery: Celery, db: Database, data: bytes, content_type: str, pipelin
     prediction = db.create_prediction(data, content_type, pipeline, filename, user_id,
                                       request_id, broker_epoch=epoch)
     try:
-        send(celery, prediction.id, pipeline)
+        send(celery, prediction.id, pipeline, request_id)
     except QueueUnavailable as exc:
         db.transition(prediction.id, FAILED, (QUEUED,), reason=str(exc))
         raise

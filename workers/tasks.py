@@ -15,7 +15,7 @@ from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutd
 
 from sieve.database import Database
 from sieve.events import Events
-from workers import metrics, pipeline
+from workers import logcontext, metrics, pipeline  # noqa: F401 - logcontext tags log lines
 from workers.celery_app import CLASSIFY_TASK, FILTER_TASK, NOOP_FIRST, NOOP_SECOND
 from workers.recovery import Recovery
 from workers.serving import ServedModels

@@ -1,0 +1,87 @@
+"""The API over real HTTP with a real worker and Redis: the documented examples end to end,
+and a property-based run of every operation against the OpenAPI document."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.fixtures_api import LiveServer
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance, response_headers_conformance]
+
+
+@pytest.fixture
+def served(start_worker, live_server, make_user, known_images, tmp_path):
+    """A live server with a worker, a user's token and a known image on disk."""
+    start_worker()
+    image = tmp_path / "known.png"
+    image.write_bytes(known_images[0][0])
+    env = {**os.environ, "SIEVE_URL": live_server.url, "SIEVE_TOKEN": make_user().token}
+    return env, image, known_images[0][1]
+
+
+@pytest.mark.slow
+def test_python_example_follows_a_prediction_to_done(served):
+    env, image, label = served
+    run = subprocess.run([sys.executable, str(EXAMPLES / "api_client.py"), str(image)],
+                         env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["state"] == "done" and result["label"] == label
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+def test_curl_example_polls_a_prediction_to_done(served):
+    env, image, label = served
+    run = subprocess.run(["sh", str(EXAMPLES / "api_curl.sh"), str(image)], env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["state"] == "done" and result["label"] == label
+
+
+@pytest.mark.slow
+def test_every_operation_conforms_to_the_openapi_document(make_api_app, make_user,
+                                                          start_worker, tmp_path,
+                                                          trained_store):
+    shutil.copytree(trained_store.root, tmp_path / "models")  # promotions stay private
+    app = make_api_app(MODEL_STORE_URL=str(tmp_path / "models"))
+    user = make_user(app, scopes=("predict", "train"), admin=True)
+    start_worker()
+    with LiveServer(app) as server:
+        schema = schemathesis.openapi.from_url(f"{server.url}/api/v1/openapi.json")
+        operations = [result.ok() for result in schema.get_all_operations()]
+        assert len(operations) == 16
+        for operation in operations:
+            _fuzz(operation, user.headers)
+
+
+def _fuzz(operation, headers: dict) -> None:
+    """A bounded property-based run of one operation with the default checks."""
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=40, deadline=None, derandomize=True, database=None,
+              phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    def run(case):
+        response = case.call(headers=headers, timeout=30)
+        case.validate_response(response, checks=CHECKS, headers=headers)
+
+    run()

@@ -1,0 +1,91 @@
+"""End to end in headless Chromium: the app under gunicorn's gevent worker, a real Celery
+worker and Redis. Screenshots go to artifacts/screenshots."""
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from sieve.database import Database
+from sieve.models import FINAL_STATES
+from sieve.processes import wait_for
+from tests.fixtures_web import PASSWORD
+
+TIMEOUT = 60
+
+
+def register(driver, url: str, email: str) -> None:
+    """Fill in and send the registration form."""
+    driver.get(f"{url}/register")
+    driver.find_element(By.ID, "email").send_keys(email)
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "confirm").send_keys(PASSWORD)
+    driver.find_element(By.ID, "submit").click()
+    WebDriverWait(driver, TIMEOUT).until(lambda d: d.current_url.rstrip("/") == url)
+
+
+def state(driver) -> str:
+    """The state shown on a prediction page."""
+    return driver.find_element(By.ID, "state").text
+
+
+def test_upload_and_watch_the_result_arrive(web_server, start_worker, browser_factory,
+                                            screenshot, known_images, settings, tmp_path):
+    """Register, log in, upload, see `done` pushed without a reload, find it in history;
+    the worker's log lines carry the request id; another user gets a 404."""
+    worker = start_worker()
+    url = web_server.url
+    driver = browser_factory()
+    register(driver, url, "ada@example.com")
+    driver.find_element(By.ID, "logout").click()
+    driver.find_element(By.ID, "email").send_keys("ada@example.com")
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.ID, "submit").click()
+    WebDriverWait(driver, TIMEOUT).until(lambda d: d.find_elements(By.ID, "upload-form"))
+    screenshot(driver, "1-upload")
+
+    image, label = known_images[0]
+    path = tmp_path / "item.png"
+    path.write_bytes(image)
+    driver.find_element(By.ID, "images").send_keys(str(path))
+    driver.find_element(By.ID, "classify").click()
+    WebDriverWait(driver, TIMEOUT).until(lambda d: "/predictions/" in d.current_url)
+    driver.execute_script("window.notReloaded = true;")
+    WebDriverWait(driver, TIMEOUT).until(lambda d: state(d) == "done")
+    WebDriverWait(driver, TIMEOUT).until(lambda d: d.find_elements(By.ID, "top-k"))
+    assert driver.execute_script("return window.notReloaded === true;")
+    assert label in driver.find_element(By.ID, "label").text
+    assert "filter" in driver.find_element(By.ID, "versions").text
+    screenshot(driver, "2-result")
+
+    prediction_url = driver.current_url
+    prediction_id = prediction_url.rsplit("/", 1)[1]
+    db = Database(settings.database_url)
+    request_id = db.get_prediction(prediction_id).request_id
+    db.dispose()
+    assert request_id
+    assert f'"request_id": "{request_id}"' in web_server.log()
+    wait_for(lambda: f"[request {request_id}]" in worker.log(), TIMEOUT,
+             "the request id on the worker's log lines")
+
+    driver.get(f"{url}/history")
+    assert "item.png" in driver.find_element(By.ID, "history").text
+    screenshot(driver, "3-history")
+
+    other = browser_factory()
+    register(other, url, "bob@example.com")
+    other.get(prediction_url)
+    assert "Not Found" in other.title and "item.png" not in other.page_source
+    screenshot(other, "4-other-user")
+
+
+def test_without_javascript_the_page_refreshes_until_final(web_server, start_worker,
+                                                           browser_factory, screenshot):
+    """With JavaScript off, a sample reaches a final state through the page's refresh."""
+    start_worker()
+    driver = browser_factory(javascript=False)
+    register(driver, web_server.url, "nojs@example.com")
+    driver.find_element(By.ID, "sample-ankle-boot").click()
+    WebDriverWait(driver, TIMEOUT).until(lambda d: "/predictions/" in d.current_url)
+    WebDriverWait(driver, TIMEOUT, poll_frequency=0.5).until(
+        lambda d: state(d) in FINAL_STATES)
+    assert driver.find_elements(By.ID, "filter")
+    screenshot(driver, "nojs-result")

@@ -1,0 +1,82 @@
+"""The model registry: list models and their versions (any token); promote and roll back
+aliases (the `train` scope and an administrator)."""
+
+from flask import current_app, g
+
+from training.registry import history, list_models, promote, rollback, show
+from training.store import NAME_PATTERN, PRODUCTION, Store, StoreError, open_store
+from web.api import bp
+from web.api.errors import fail
+from web.api.tokens import TRAIN, require_admin, require_token
+from web.api.training import json_body
+
+
+def store() -> Store:
+    """The model store (MODEL_STORE_URL), opened once per app."""
+    if "sieve_model_store" not in current_app.extensions:
+        current_app.extensions["sieve_model_store"] = open_store(
+            current_app.config.get("MODEL_STORE_URL"))
+    return current_app.extensions["sieve_model_store"]
+
+
+def _model(name: str) -> str:
+    """A published model's name, or 404."""
+    if not NAME_PATTERN.match(name) or name not in store().models():
+        fail(404, f"no model {name}")
+    return name
+
+
+@bp.get("/models")
+@require_token()
+def models():
+    """Every model: its versions with their headline metric, aliases, the served one."""
+    return {"items": list_models(store())}
+
+
+@bp.get("/models/<name>")
+@require_token()
+def model(name: str):
+    """The served version's model card, and the model's alias history."""
+    try:
+        return {**show(_model(name), None, store()), "history": history(name, store())}
+    except StoreError as exc:
+        fail(404, str(exc))
+
+
+def _alias_body() -> tuple[str, dict]:
+    """The alias named in the body (production by default), checked."""
+    body = json_body()
+    alias = body.get("alias", PRODUCTION)
+    if not isinstance(alias, str) or not NAME_PATTERN.match(alias):
+        fail(422, "alias must be lower-case letters, digits, - and _")
+    return alias, body
+
+
+@bp.post("/models/<name>/promote")
+@require_token(TRAIN)
+def promote_model(name: str):
+    """Point an alias (production by default) at a published version."""
+    require_admin()
+    _model(name)
+    alias, body = _alias_body()
+    version = body.get("version")
+    if not isinstance(version, str) or version not in store().versions(name):
+        fail(422, f"version must name a published version of {name}: "
+             f"{', '.join(store().versions(name))}")
+    note = body.get("note") if isinstance(body.get("note"), str) else None
+    entry = promote(name, version, alias, store(), by=g.api_user.email, note=note)
+    return {"name": name, "alias": alias, **entry}
+
+
+@bp.post("/models/<name>/rollback")
+@require_token(TRAIN)
+def rollback_model(name: str):
+    """Return an alias to the version it pointed at before its last promotion."""
+    require_admin()
+    _model(name)
+    alias, _ = _alias_body()
+    try:
+        entry = rollback(name, alias, store(), by=g.api_user.email)
+    except StoreError as exc:
+        fail(409, str(exc))
+    return {"name": name, "alias": alias, **entry}

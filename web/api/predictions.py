@@ -1,0 +1,132 @@
+"""Predictions: submit images, read one or a page of them, cancel one."""
+
+from flask import Response, current_app, g, json, request, url_for
+
+from sieve.models import CANCELLED, FINAL_STATES, STATES, describe
+from web.api import bp
+from web.api.errors import fail
+from web.api.limits import check_backpressure
+from web.api.tokens import PREDICT, require_token
+from web.api.uploads import fingerprint, read_uploads
+from web.services import services
+from workers.client import QueueUnavailable, submit
+
+UNFINISHED = tuple(state for state in STATES if state not in FINAL_STATES)
+
+
+def present(data: dict) -> dict:
+    """A prediction as the API shows it: its fields and the URLs to follow it."""
+    data = {key: value for key, value in data.items() if key != "event_id"}
+    pid = data["id"]
+    data["links"] = {"self": url_for("api.get_prediction", prediction_id=pid),
+                     "events": url_for("api.prediction_events", prediction_id=pid),
+                     "cancel": url_for("api.cancel_prediction", prediction_id=pid)}
+    return data
+
+
+def owned_prediction(prediction_id: str):
+    """The token owner's prediction; 404 for anyone else's (its existence is not told)."""
+    prediction = services().db.get_prediction(prediction_id)
+    if prediction is None or prediction.user_id != g.api_user.id:
+        fail(404, f"no prediction {prediction_id}")
+    return prediction
+
+
+def _accepted(body: dict) -> Response:
+    """The 202 of a submission: Location of the first prediction, and when to poll."""
+    return Response(json.dumps(body), status=202, content_type="application/json",
+                    headers={"Location": body["items"][0]["links"]["self"],
+                             "Retry-After": str(current_app.config["SIEVE_POLL_AFTER"])})
+
+
+def _idempotency_key() -> str | None:
+    """The Idempotency-Key header, checked; None without one."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 255:
+        fail(400, "the Idempotency-Key must be 1 to 255 characters")
+    return key
+
+
+@bp.post("/predictions")
+@require_token(PREDICT)
+def create_predictions():
+    """Store and enqueue one or more images; 202 with the new predictions."""
+    key = _idempotency_key()
+    uploads, pipeline = read_uploads()
+    db, user_id = services().db, g.api_user.id
+    if key is not None:
+        held = db.claim_idempotency_key(user_id, key, fingerprint(uploads, pipeline))
+        if held is not None:
+            return _replay(held, fingerprint(uploads, pipeline))
+    try:
+        check_backpressure(len(uploads))
+        created = [submit(services().celery, db, u.data, u.content_type, pipeline,
+                          u.filename, user_id, g.get("request_id"))
+                   for u in uploads]
+    except QueueUnavailable as exc:
+        if key is not None:
+            db.release_idempotency_key(user_id, key)
+        fail(503, str(exc), {"Retry-After": "5"})
+    except BaseException:
+        if key is not None:
+            db.release_idempotency_key(user_id, key)
+        raise
+    body = {"items": [present(describe(p)) for p in created]}
+    if key is not None:
+        db.finish_idempotent_request(user_id, key, 202, body)
+    return _accepted(body)
+
+
+def _replay(held, expected: str) -> Response:
+    """The stored first answer to a key, or why it cannot be replayed (409, 422)."""
+    if held.fingerprint != expected:
+        fail(422, "this Idempotency-Key was used with a different request: use a new key")
+    if held.status == 0:
+        fail(409, "a request with this Idempotency-Key is still being processed",
+             {"Retry-After": "1"})
+    response = _accepted(held.response)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@bp.get("/predictions")
+@require_token(PREDICT)
+def list_predictions():
+    """The token owner's predictions, newest first, a page at a time."""
+    state = request.args.get("state")
+    if state is not None and state not in STATES:
+        fail(400, f"unknown state {state!r}: choose one of {', '.join(STATES)}")
+    try:
+        limit = int(request.args.get("limit", 20))
+    except ValueError:
+        fail(400, "limit must be a whole number from 1 to 100")
+    if not 1 <= limit <= 100:
+        fail(400, "limit must be a whole number from 1 to 100")
+    cursor = request.args.get("cursor") or None
+    page = services().db.user_predictions(g.api_user.id, state, limit + 1, cursor)
+    if page is None:
+        fail(400, "the cursor is not valid: use the next_cursor of a previous page")
+    more = len(page) > limit
+    items = [present(describe(p)) for p in page[:limit]]
+    return {"items": items, "next_cursor": items[-1]["id"] if more else None}
+
+
+@bp.get("/predictions/<prediction_id>")
+@require_token(PREDICT)
+def get_prediction(prediction_id: str):
+    """One of the token owner's predictions."""
+    return present(describe(owned_prediction(prediction_id)))
+
+
+@bp.post("/predictions/<prediction_id>/cancel")
+@require_token(PREDICT)
+def cancel_prediction(prediction_id: str):
+    """Cancel a prediction that has not finished; 409 when it already has."""
+    owned_prediction(prediction_id)
+    event = services().db.transition(prediction_id, CANCELLED, UNFINISHED,
+                                     reason="cancelled by its owner")
+    if event is None:
+        now = services().db.get_prediction(prediction_id)
+        fail(409, f"the prediction is already {now.state}", state=now.state)
+    services().events.publish(event)
+    return present(event)

@@ -1,0 +1,52 @@
+"""Error pages a person can act on (JSON for the API's paths)."""
+
+from flask import Flask, current_app, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from web.api.errors import as_problem, problem
+from workers.client import QueueUnavailable
+
+
+def _answer(status: int, title: str, message: str):
+    """The error as a page, or as problem details (the API's error shape) under /api/."""
+    if request.path.startswith("/api/"):
+        return problem(status, message)
+    return render_template("error.html", status=status, title=title, message=message), status
+
+
+def too_large(_error: RequestEntityTooLarge):
+    """413: the upload is over MAX_UPLOAD_MB."""
+    megabytes = current_app.config["MAX_CONTENT_LENGTH"] / (1024 * 1024)
+    return _answer(413, "Upload too large",
+                   f"The upload is larger than {megabytes:g} MB, the most this service "
+                   "accepts at once. Send smaller images, or fewer at a time.")
+
+
+def bad_csrf(error: CSRFError):
+    """400: the form's CSRF token is missing, wrong or from another session."""
+    return _answer(400, "The form expired",
+                   f"{error.description} Go back, reload the page and send the form again.")
+
+
+def queue_unavailable(_error: QueueUnavailable):
+    """503: Redis did not take the prediction."""
+    body, status = _answer(503, "The models are unreachable",
+                           "The task queue did not answer, so your image was not sent to the "
+                           "models. Please try again in a minute.")
+    return body, status, {"Retry-After": "30"}
+
+
+def http_error(error: HTTPException):
+    """Any other HTTP error, with its description (problem details under /api/)."""
+    if request.path.startswith("/api/"):
+        return as_problem(error)
+    return _answer(error.code or 500, error.name, error.description or "")
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers."""
+    app.register_error_handler(RequestEntityTooLarge, too_large)
+    app.register_error_handler(CSRFError, bad_csrf)
+    app.register_error_handler(QueueUnavailable, queue_unavailable)
+    app.register_error_handler(HTTPException, http_error)

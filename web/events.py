@@ -1,0 +1,83 @@
+"""A prediction's state changes as Server-Sent Events, pushed from Redis pub/sub.
+
+Each event carries its number from the database (`id:`), so a browser that reconnects
+with Last-Event-ID gets exactly the changes it missed: the stream subscribes first, then
+replays the recorded events after that number, then relays live ones. It ends after the
+final state, or after SSE_MAX_SECONDS (the browser reconnects and resumes).
+"""
+
+import json
+import logging
+import time
+
+import redis
+from flask import Blueprint, Response, current_app, request
+
+from sieve.models import FINAL_STATES
+from web.accounts import current_user, login_required
+from web.pages import own_prediction
+from web.services import services
+
+bp = Blueprint("events", __name__)
+log = logging.getLogger(__name__)
+
+
+def format_event(event: dict) -> str:
+    """One event in the text/event-stream format."""
+    return f"id: {event['event_id']}\nevent: state\ndata: {json.dumps(event)}\n\n"
+
+
+def last_event_id() -> int:
+    """The number of the last event the client has (Last-Event-ID, or ?after=)."""
+    raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        return 0
+
+
+def stream(db, events, prediction_id: str, after: int, keepalive: float, limit: float):
+    """Yield the recorded events after `after`, then live ones, until a final state."""
+    pubsub = None
+    try:
+        yield "retry: 2000\n\n"
+        pubsub = events.subscribe(prediction_id)
+        for event in db.events(prediction_id, after):
+            after = event["event_id"]
+            yield format_event(event)
+            if event["state"] in FINAL_STATES:
+                return
+        started = last_sent = time.monotonic()
+        while time.monotonic() - started < limit:
+            message = pubsub.get_message(timeout=1.0)
+            if message and message["type"] == "message":
+                event = json.loads(message["data"])
+                if event["event_id"] > after:
+                    after = event["event_id"]
+                    last_sent = time.monotonic()
+                    yield format_event(event)
+                    if event["state"] in FINAL_STATES:
+                        return
+            elif time.monotonic() - last_sent >= keepalive:
+                last_sent = time.monotonic()
+                yield ": keepalive\n\n"
+    except redis.RedisError as exc:
+        # The page's polling fallback takes over; the browser retries the stream later.
+        log.warning("event stream of %s ended: %s", prediction_id, exc)
+    finally:
+        if pubsub is not None:
+            pubsub.close()
+
+
+@bp.route("/predictions/<prediction_id>/events")
+@login_required
+def prediction_events(prediction_id: str):
+    """The event stream of one of the user's predictions."""
+    own_prediction(prediction_id)
+    current = services()
+    config = current_app.config
+    log.info("user %s follows prediction %s", current_user().id, prediction_id)
+    body = stream(current.db, current.events, prediction_id, last_event_id(),
+                  config["SSE_KEEPALIVE_SECONDS"], config["SSE_MAX_SECONDS"])
+    return Response(body, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
