@@ -1,6 +1,7 @@
 """End to end in headless Chromium: the app under gunicorn's gevent worker, a real Celery
 worker and Redis. Screenshots go to artifacts/screenshots."""
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -23,8 +24,11 @@ def register(driver, url: str, email: str) -> None:
 
 
 def state(driver) -> str:
-    """The state shown on a prediction page."""
-    return driver.find_element(By.ID, "state").text
+    """The state shown on a prediction page ("" while the page swaps its result block)."""
+    try:
+        return driver.find_element(By.ID, "state").text
+    except StaleElementReferenceException:
+        return ""
 
 
 def test_upload_and_watch_the_result_arrive(web_server, start_worker, browser_factory,
