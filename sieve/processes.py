@@ -118,10 +118,11 @@ class Worker:
 
 class S3Server:
     """moto's S3 server (`python -m moto.server`, the real S3 HTTP protocol) on a free port,
-    for tests and local trials of MODEL_STORE_URL=s3://..."""
+    for tests and local trials of MODEL_STORE_URL=s3://... moto serves every AWS API it
+    knows on the one port (SageMaker too); `module` runs another server module instead."""
 
-    def __init__(self, folder: Path):
-        self.folder, self.port = folder, free_port()
+    def __init__(self, folder: Path, module: str = "moto.server"):
+        self.folder, self.port, self.module = folder, free_port(), module
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
@@ -129,8 +130,8 @@ class S3Server:
         """Start the server and wait until it answers HTTP."""
         log = open(self.folder / "moto.log", "ab")  # noqa: SIM115 - lives with the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=log, stderr=log)
+            [sys.executable, "-m", self.module, "-H", "127.0.0.1", "-p", str(self.port)],
+            cwd=ROOT, stdout=log, stderr=log)
         wait_for(self._answers, 30, f"moto's S3 server on port {self.port}", interval=0.1)
 
     def _answers(self) -> bool:

@@ -22,7 +22,7 @@ from training.predict import Predictor
 from training.store import ModelStore
 from workers.celery_app import create_celery
 
-pytest_plugins = ["tests.fixtures_web", "tests.fixtures_api"]
+pytest_plugins = ["tests.fixtures_web", "tests.fixtures_api", "tests.fixtures_sagemaker"]
 
 @pytest.fixture(scope="session")
 def fashion():

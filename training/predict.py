@@ -1,12 +1,14 @@
 """Serving-side prediction: load a published model and run images through it.
 
-The same code path serves the workers, `python -m training.evaluate` and the tests:
+The same code path serves the workers, `python -m training.evaluate`, the tests and the
+SageMaker inference handler (which packages this module without the model store):
 bytes in, the shared preprocessing, one batched forward pass, plain dicts out.
 """
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -14,7 +16,9 @@ from torch import nn
 from training import checkpoint
 from training.engine import predict
 from training.preprocess import Preprocessing, load_image, to_canonical
-from training.store import Store, open_store
+
+if TYPE_CHECKING:
+    from training.store import Store
 
 
 @dataclass
@@ -29,12 +33,14 @@ class Predictor:
 
     @classmethod
     def from_store(cls, name: str, version: str | None = None,
-                   store: Store | None = None) -> "Predictor":
+                   store: "Store | None" = None) -> "Predictor":
         """Load a verified version from the model store.
 
         `version` is a version (`v3`), an alias (`staging`), or None for the served one:
         the `production` alias when it is set, else the latest version.
         """
+        from training.store import open_store  # not packaged into SageMaker models
+
         store = store or open_store()
         version = store.resolve(name, version)
         folder = store.open(name, version)

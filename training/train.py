@@ -7,6 +7,9 @@ Examples:
   python -m training.train --train --epochs 3 --optimizer adamw --lr 0.003
   python -m training.train --train --load-weights var/models/classifier/v1/model.pt
   python -m training.train --train --data-dir ~/data/hymenoptera_data --epochs 30
+
+Inside a SageMaker training job (SM_MODEL_DIR set) --train is implied, the data comes from
+SM_CHANNEL_TRAINING and the model goes to SM_MODEL_DIR; see docs/deployment.md.
 """
 
 import argparse
@@ -366,11 +369,20 @@ def code_version() -> str:
 
 def cli(argv: list[str] | None = None) -> int:
     """Parse arguments, run, and turn known errors into a one-line message and exit 2."""
+    from training.sagemaker import environment as sagemaker  # no AWS imports in there
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if sagemaker.in_training_job() and not argv:
+        argv = sagemaker.hyperparameter_argv()
     args = get_args_parser().parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.argv = argv
+    scratch = sagemaker.apply(args) if sagemaker.in_training_job() else None
     try:
-        return main(args)
+        code = main(args)
+        if scratch is not None and code == 0:
+            log.info("model written to %s", sagemaker.export(args, scratch))
+        return code
     except (TrainError, DataError, StoreError, checkpoint.CheckpointError) as exc:
         log.error("error: %s", exc)
         return 2

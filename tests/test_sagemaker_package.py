@@ -1,0 +1,128 @@
+"""The SageMaker model archive and its inference handler, run as the container would:
+unpacked into a folder and imported by a fresh Python process that sees only `code/`."""
+
+import base64
+import json
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from training.sagemaker import package
+from training.sagemaker.package import build_model_archive, safe_extract
+
+# Runs in the fresh process: the handler contract, driven like the PyTorch container does.
+HARNESS = r"""
+import json, sys
+from pathlib import Path
+import inference, training
+assert Path(training.__file__).resolve().is_relative_to(Path(sys.argv[1]).resolve() / "code"), \
+    training.__file__
+requests = json.loads(Path(sys.argv[2]).read_text())
+model = inference.model_fn(sys.argv[1])
+answers = []
+for request in requests:
+    body = Path(request["file"]).read_bytes()
+    try:
+        data = inference.input_fn(body, request["content_type"])
+        output, kind = inference.output_fn(inference.predict_fn(data, model), "application/json")
+        answers.append({"kind": kind, "body": json.loads(output)})
+    except inference.RequestError as exc:
+        answers.append({"error": str(exc), "status": exc.status_code})
+print(json.dumps(answers))
+"""
+
+
+@pytest.fixture(scope="module")
+def unpacked(trained_store, tmp_path_factory):
+    """The archive of the session's classifier with the filter in front, unpacked."""
+    folder = tmp_path_factory.mktemp("sagemaker-package")
+    archive = folder / "model.tar.gz"
+    description = build_model_archive(trained_store, "classifier", None, archive,
+                                      with_filter=True)
+    assert description["models"] == {"classifier": {"name": "classifier", "version": "v1"},
+                                     "filter": {"name": "filter", "version": "v1"}}
+    return archive, safe_extract(archive, folder / "model")
+
+
+def run_handler(model_dir, tmp_path, requests: list[tuple[bytes, str]]) -> list[dict]:
+    """Send requests through the unpacked handler in a new process; its answers."""
+    listed = []
+    for index, (body, content_type) in enumerate(requests):
+        path = tmp_path / f"request-{index}"
+        path.write_bytes(body)
+        listed.append({"file": str(path), "content_type": content_type})
+    (tmp_path / "requests.json").write_text(json.dumps(listed))
+    done = subprocess.run(
+        [sys.executable, "-c", HARNESS, str(model_dir), str(tmp_path / "requests.json")],
+        cwd=tmp_path, env={"PYTHONPATH": str(model_dir / "code"), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_archive_layout(unpacked):
+    """Weights and cards at the top, the handler, its requirements and the project's own
+    preprocessing under code/, nothing else."""
+    archive, _ = unpacked
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert {"classifier.pt", "classifier.json", "filter.pt", "filter.json",
+            "sieve-package.json", "code/inference.py", "code/requirements.txt",
+            "code/training/preprocess.py", "code/training/predict.py"} <= names
+    assert not any("store" in n or "s3store" in n for n in names), names
+    assert all(n.startswith("code/") or "/" not in n for n in names)
+
+
+def test_archive_code_is_the_checkouts(unpacked):
+    """The packed modules are this checkout's files, byte for byte."""
+    _, folder = unpacked
+    for module in package.module_closure("training.predict"):
+        relative = module.replace(".", "/") + ".py"
+        assert (folder / "code" / relative).read_bytes() == (package.ROOT / relative).read_bytes()
+    requirements = (folder / "code" / "requirements.txt").read_text().split()
+    assert any(r.startswith("pillow==") for r in requirements)
+    assert not any(r.startswith(("torch", "numpy")) for r in requirements)
+
+
+def test_handler_classifies_known_images(unpacked, known_images, tmp_path):
+    """Known test images come back as their classes, as PNG and as base64 JSON."""
+    _, folder = unpacked
+    images = known_images[:5]
+    requests = [(data, "image/png") for data, _ in images]
+    requests.append((json.dumps({"images": [base64.b64encode(d).decode() for d, _ in images]})
+                     .encode(), "application/json; charset=utf-8"))
+    answers = run_handler(folder, tmp_path, requests)
+    for answer, (_, label) in zip(answers, images, strict=False):
+        (prediction,) = answer["body"]["predictions"]
+        assert answer["kind"] == "application/json"
+        assert prediction["status"] == "done" and prediction["class"] == label
+        assert prediction["filter"]["accepted"] and prediction["version"] == "v1"
+    batch = answers[-1]["body"]["predictions"]
+    assert [p["class"] for p in batch] == [label for _, label in images]
+
+
+def test_handler_rejects_outlier(unpacked, outlier_png, tmp_path):
+    """The filter in front reports an outlier as rejected, with its score and threshold."""
+    _, folder = unpacked
+    (answer,) = run_handler(folder, tmp_path, [(outlier_png, "application/x-image")])
+    (prediction,) = answer["body"]["predictions"]
+    assert prediction["status"] == "rejected" and "class" not in prediction
+    verdict = prediction["filter"]
+    assert not verdict["accepted"] and verdict["score"] < verdict["threshold"]
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "words"), [
+    (b"a,b\n1,2\n", "text/csv", 415, "unsupported content type 'text/csv': send one of "
+                                     "image/png, image/jpeg, application/x-image, "
+                                     "application/json"),
+    (b"{not json", "application/json", 400, "not valid JSON"),
+    (b'{"image": "***"}', "application/json", 400, "not valid base64"),
+    (b"not an image", "image/png", 400, "not a usable image"),
+])
+def test_handler_bad_requests(unpacked, tmp_path, body, content_type, status, words):
+    """Unsupported or broken requests get a clear error with a status, never None."""
+    _, folder = unpacked
+    (answer,) = run_handler(folder, tmp_path, [(body, content_type)])
+    assert answer["status"] == status and words in answer["error"]

@@ -1,0 +1,74 @@
+"""`python -m training.train` inside a SageMaker training job.
+
+SageMaker's training toolkit runs the entry script with the job's hyperparameters as
+options (`--epochs 3 --model filter`) and describes the job in environment variables:
+
+    SM_MODEL_DIR          where the model must be written (uploaded as model.tar.gz)
+    SM_CHANNEL_TRAINING   the `training` channel: an image folder or the Fashion-MNIST files
+    SM_CHANNEL_WEIGHTS    optional `weights` channel with a model.pt to start from
+    SM_OUTPUT_DATA_DIR    extra output (uploaded as output.tar.gz): the model card
+    SM_HPS                the hyperparameters as JSON (used when no options were given)
+    SM_NUM_GPUS           GPUs on the instance
+
+The run trains as usual into a scratch model store, then copies the version's files
+(model.pt, card.json, plots) to SM_MODEL_DIR.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from argparse import Namespace
+from pathlib import Path
+
+from training.store import ModelStore
+
+
+def in_training_job(environ=os.environ) -> bool:
+    """True inside a SageMaker training job."""
+    return bool(environ.get("SM_MODEL_DIR"))
+
+
+def hyperparameter_argv(environ=os.environ) -> list[str]:
+    """SM_HPS as command-line options (`{"epochs": 3}` -> `--epochs 3`)."""
+    options = []
+    for key, value in json.loads(environ.get("SM_HPS") or "{}").items():
+        flag = f"--{key.replace('_', '-')}"
+        if value is True or value == "true":
+            options.append(flag)
+        elif value not in (False, "false", None, ""):
+            options += [flag, str(value)]
+    return options
+
+
+def apply(args: Namespace, environ=os.environ) -> Path:
+    """Point the run at the job's channels and a scratch store; returns the store folder."""
+    args.train = True
+    channel = environ.get("SM_CHANNEL_TRAINING")
+    if channel and args.data_dir is None:
+        args.data_dir = Path(channel)
+    weights = Path(environ.get("SM_CHANNEL_WEIGHTS") or "/nonexistent") / "model.pt"
+    if args.load_weights is None and weights.is_file():
+        args.load_weights = weights
+    if args.device == "cpu" and int(environ.get("SM_NUM_GPUS") or 0) > 0:
+        args.device = "cuda"
+    scratch = Path(tempfile.mkdtemp(prefix="sieve-sagemaker-store-"))
+    args.model_store = str(scratch)
+    return scratch
+
+
+def export(args: Namespace, scratch: Path, environ=os.environ) -> Path:
+    """Copy the trained version's files to SM_MODEL_DIR (and its card to
+    SM_OUTPUT_DATA_DIR); returns the model folder."""
+    store = ModelStore(scratch)
+    folder = store.open(args.model)
+    target = Path(environ["SM_MODEL_DIR"])
+    target.mkdir(parents=True, exist_ok=True)
+    for path in folder.iterdir():
+        shutil.copyfile(path, target / path.name)
+    if environ.get("SM_OUTPUT_DATA_DIR"):
+        output = Path(environ["SM_OUTPUT_DATA_DIR"])
+        output.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / "card.json", output / "card.json")
+    shutil.rmtree(scratch, ignore_errors=True)
+    return target
