@@ -40,6 +40,7 @@ def test_upload_and_watch_the_result_arrive(web_server, start_worker, browser_fa
     driver = browser_factory()
     register(driver, url, "ada@example.com")
     driver.find_element(By.ID, "logout").click()
+    WebDriverWait(driver, TIMEOUT).until(lambda d: d.find_elements(By.ID, "email"))
     driver.find_element(By.ID, "email").send_keys("ada@example.com")
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     driver.find_element(By.ID, "submit").click()

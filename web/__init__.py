@@ -13,7 +13,18 @@ csrf = CSRFProtect()
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: defaults and the environment, then `test_config`, then services."""
-    from web import accounts, api, auth, errors, events, pages, requestlog, services, settings
+    from web import (
+        accounts,
+        api,
+        auth,
+        errors,
+        events,
+        metrics,
+        pages,
+        requestlog,
+        services,
+        settings,
+    )
 
     app = Flask(__name__)
     app.config.from_mapping(settings.from_environment())
@@ -22,6 +33,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     settings.check(app)
     requestlog.init_app(app)
     services.init_app(app)
+    metrics.init_app(app)
     csrf.init_app(app)
     accounts.init_app(app)
     app.register_blueprint(auth.bp)

@@ -1,0 +1,88 @@
+"""Prometheus metrics of the web tier at /metrics.
+
+    sieve_web_requests_total{method,endpoint,status}   requests answered
+    sieve_web_request_seconds{endpoint}                request latency
+    sieve_web_queue_depth{queue}                       messages waiting, read at scrape time
+
+The workers serve the rest (task durations and outcomes, the filter's rejections, the
+model versions being served) on their own port; see docs/operations.md. Under gunicorn
+with several worker processes, set PROMETHEUS_MULTIPROC_DIR to an empty folder they all
+share: /metrics then adds up the counts of every process.
+"""
+
+import os
+import time
+
+import redis
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+REQUESTS = Counter("sieve_web_requests", "Requests answered", ["method", "endpoint", "status"])
+LATENCY = Histogram("sieve_web_request_seconds", "Request latency", ["endpoint"],
+                    buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+QUEUES = ("filter", "classify", "training")
+
+
+class QueueDepth:
+    """Collector: LLEN of each queue in the broker, when /metrics is read."""
+
+    def __init__(self, broker_url: str):
+        self.client = redis.Redis.from_url(broker_url, socket_timeout=2)
+
+    def collect(self):
+        """One sample per queue; none while Redis does not answer."""
+        family = GaugeMetricFamily("sieve_web_queue_depth", "Messages waiting",
+                                   labels=["queue"])
+        try:
+            for queue in QUEUES:
+                family.add_metric([queue], self.client.llen(queue))
+        except redis.RedisError:
+            pass
+        yield family
+
+
+def _start() -> None:
+    """Note when the request began."""
+    g.metrics_started = time.perf_counter()
+
+
+def _finish(response):
+    """Count the request and observe its latency."""
+    endpoint = request.endpoint or "unknown"
+    REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+    started = g.get("metrics_started")
+    if started is not None:
+        LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+    return response
+
+
+def _process_metrics() -> bytes:
+    """This process's metrics, or all processes' under PROMETHEUS_MULTIPROC_DIR."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
+
+
+def init_app(app: Flask) -> None:
+    """Count every request and serve /metrics."""
+    app.before_request(_start)
+    app.after_request(_finish)
+    queues = CollectorRegistry()
+    queues.register(QueueDepth(app.extensions["sieve"].settings.broker_url))
+
+    @app.get("/metrics")
+    def metrics():
+        """The metrics in Prometheus' text format."""
+        return Response(_process_metrics() + generate_latest(queues),
+                        content_type=CONTENT_TYPE_LATEST)
