@@ -156,7 +156,7 @@ def _token(database_url: str, redis_url: str) -> str:
 
     app = create_app({"TESTING": True, "DATABASE_URL": database_url, "REDIS_URL": redis_url})
     with app.app_context():
-        user = create_user("bench@example.org", "a long bench password 42")
+        user = create_user("load@example.org", "correct horse battery staple 42")
         return create_token(user.id, "bench", ("predict",))[0]
 
 
