@@ -14,6 +14,7 @@ csrf = CSRFProtect()
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: defaults and the environment, then `test_config`, then services."""
     from web import (
+        account,
         accounts,
         api,
         auth,
@@ -38,6 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     accounts.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(account.bp)
     app.register_blueprint(events.bp)
     api.init_app(app)
     csrf.exempt(api.bp)  # the API authenticates with bearer tokens, not cookies
