@@ -25,6 +25,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         requestlog,
         services,
         settings,
+        training,
     )
 
     app = Flask(__name__)
@@ -40,6 +41,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(account.bp)
+    app.register_blueprint(training.bp)
     app.register_blueprint(events.bp)
     api.init_app(app)
     csrf.exempt(api.bp)  # the API authenticates with bearer tokens, not cookies
