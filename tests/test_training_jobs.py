@@ -1,6 +1,6 @@
 """Training jobs as deployed: real training and serving worker processes, a real Redis,
-S3 on moto's server. Runs are submitted the way the web tier will submit them
-(workers.runs.submit_run); every wait has a timeout."""
+S3 on moto's server. The end-to-end run goes through the JSON API; the others call
+workers.runs.submit_run, which the API calls. Every wait has a timeout."""
 
 import boto3
 import pytest
@@ -40,7 +40,8 @@ def _served_version(celery_app, db, data: bytes) -> str:
 
 
 def test_train_on_a_worker_publish_to_s3_promote_and_serve(
-        start_worker, celery_app, db, s3_store_url, s3_env, trained_store, known_images):
+        start_worker, celery_app, db, s3_store_url, s3_env, trained_store, known_images,
+        make_api_app, make_user):
     store = open_store(s3_store_url)
     copy_version(trained_store, store, "classifier")
     registry.promote("classifier", "v1", store=store)
@@ -52,22 +53,31 @@ def test_train_on_a_worker_publish_to_s3_promote_and_serve(
     data = known_images[0][0]
     assert _served_version(celery_app, db, data) == "v1"
 
-    run = submit_run(celery_app, db, QUICK)
-    done = _finished_run(db, run.id)
+    app = make_api_app(MODEL_STORE_URL=s3_store_url)
+    admin = make_user(app, scopes=("predict", "train"), admin=True)
+    api = app.test_client()
+    answer = api.post("/api/v1/training-runs", json=QUICK, headers=admin.headers)
+    assert answer.status_code == 202, answer.get_json()
+    done = _finished_run(db, answer.get_json()["id"])
     assert done.state == DONE, done.reason
     assert done.version == "v2" and done.worker.startswith("trainer@")
     assert done.progress["step"] == done.progress["steps"] and done.history
     assert "epoch 1: train loss" in done.log and "published classifier v2 to s3://" in done.log
+    followed = api.get(answer.headers["Location"], headers=admin.headers).get_json()
+    assert followed["state"] == DONE and followed["version"] == "v2"
     s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"])
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=store.bucket,
                                                  Prefix="models/classifier/v2/")["Contents"]}
     assert {"models/classifier/v2/model.pt", "models/classifier/v2/MANIFEST.json"} <= keys
     assert _served_version(celery_app, db, data) == "v1"  # published is not promoted
 
-    registry.promote("classifier", "v2", store=store)
+    promoted = api.post("/api/v1/models/classifier/promote", json={"version": "v2"},
+                        headers=admin.headers)
+    assert promoted.status_code == 200, promoted.get_json()
     wait_for(lambda: _served_version(celery_app, db, data) == "v2", 30,
              "a prediction served by the promoted version")
-    registry.rollback("classifier", store=store)
+    assert api.post("/api/v1/models/classifier/rollback", json={},
+                    headers=admin.headers).status_code == 200
     wait_for(lambda: _served_version(celery_app, db, data) == "v1", 30,
              "a prediction served by the version rolled back to")
 
