@@ -198,6 +198,11 @@ class Database:
         with self.session() as s:
             return s.get(Prediction, prediction_id)
 
+    def count_predictions(self) -> int:
+        """How many predictions the database holds (of every user and state)."""
+        with self.engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(PREDICTIONS))
+
     def work_item(self, prediction_id: str) -> Row | None:
         """A prediction's fields and its image bytes (`data`), in one query; None if absent."""
         with self.engine.connect() as connection:

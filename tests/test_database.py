@@ -86,3 +86,10 @@ def test_unfinished_outside_finds_what_another_redis_run_held(database):
     database.transition(finished, CANCELLED, (QUEUED,))
     assert database.unfinished_outside("run-b", idle_for=3600) == []  # too recent
     assert [p.id for p in database.unfinished_outside("run-b", idle_for=0)] == [old]
+
+
+def test_predictions_are_counted(database):
+    assert database.count_predictions() == 0
+    database.create_prediction(b"x", "image/png", "filter")
+    database.create_prediction(b"y", "image/png", "classifier")
+    assert database.count_predictions() == 2
