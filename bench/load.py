@@ -15,7 +15,6 @@ prediction no client was told about; and no answer other than 202 and 503 came b
 """
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
@@ -28,7 +27,7 @@ import requests
 
 from bench.pipeline import load_settings_store, test_images
 from bench.report import machine, print_table
-from bench.service import Gunicorn, _token
+from bench.service import Gunicorn, _token, service_env
 from sieve.database import Database
 from sieve.migrate import upgrade
 from sieve.models import FINAL_STATES
@@ -80,12 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         redis_server.start()
         database_url = f"sqlite:///{folder / 'sieve.db'}"
         upgrade(database_url)
-        env = {**os.environ, "REDIS_URL": redis_server.url,
-               "CELERY_BROKER_URL": redis_server.url, "CELERY_RESULT_BACKEND": redis_server.url,
-               "DATABASE_URL": database_url, "MODEL_STORE_URL": store_url,
-               "SIEVE_RATE_LIMIT": "1000000/minute", "SIEVE_WORKER_METRICS_PORT": "0",
-               "SIEVE_MAX_QUEUE_DEPTH": str(args.max_queue_depth),
-               "SIEVE_BACKPRESSURE_RETRY_AFTER": "1"}
+        env = service_env(redis_server.url, database_url, store_url,
+                          SIEVE_MAX_QUEUE_DEPTH=str(args.max_queue_depth),
+                          SIEVE_BACKPRESSURE_RETRY_AFTER="1")
         worker = Worker("load", env, folder)
         web = Gunicorn("web:create_app()", env, folder, ["-k", "gevent", "-w", "2"])
         db = Database(database_url)

@@ -148,6 +148,15 @@ def _baseline_client(url: str):
     return one
 
 
+def service_env(redis_url: str, database_url: str, store_url: str, **extra: str) -> dict:
+    """Environment of the service's processes in a benchmark: one private Redis for
+    everything, no rate limit, no worker metrics port."""
+    return {**os.environ, "REDIS_URL": redis_url, "CELERY_BROKER_URL": redis_url,
+            "CELERY_RESULT_BACKEND": redis_url, "DATABASE_URL": database_url,
+            "MODEL_STORE_URL": store_url, "SIEVE_RATE_LIMIT": "1000000/minute",
+            "SIEVE_WORKER_METRICS_PORT": "0", **extra}
+
+
 def _token(database_url: str, redis_url: str) -> str:
     """A user and an API token made the way `flask tokens create` makes them."""
     from web import create_app
@@ -184,11 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         redis_server.start()
         database_url = f"sqlite:///{folder / 'sieve.db'}"
         upgrade(database_url)
-        env = {**os.environ, "REDIS_URL": redis_server.url,
-               "CELERY_BROKER_URL": redis_server.url,
-               "CELERY_RESULT_BACKEND": redis_server.url, "DATABASE_URL": database_url,
-               "MODEL_STORE_URL": store_url, "SIEVE_RATE_LIMIT": "1000000/minute",
-               "SIEVE_MAX_QUEUE_DEPTH": "1000000", "SIEVE_WORKER_METRICS_PORT": "0"}
+        env = service_env(redis_server.url, database_url, store_url,
+                          SIEVE_MAX_QUEUE_DEPTH="1000000")
         worker = Worker("bench", env, folder)
         web = Gunicorn("web:create_app()", env, folder, ["-k", "gevent", "-w", "2"])
         model = Gunicorn("bench.baseline:create_model_app()", env, folder,
