@@ -16,22 +16,20 @@ prediction no client was told about; and no answer other than 202 and 503 came b
 
 import argparse
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import requests
 
 from bench.pipeline import load_settings_store, test_images
 from bench.report import machine, print_table
+from bench.scratch import scratch
 from bench.service import Gunicorn, _token, service_env
 from sieve.database import Database
-from sieve.migrate import upgrade
 from sieve.models import FINAL_STATES
-from sieve.processes import RedisServer, Worker, wait_for
+from sieve.processes import Worker, wait_for
 
 
 def _client(url: str, token: str, images: list[bytes], quota: int, deadline: float,
@@ -73,12 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     answers: Counter = Counter()
     lock = threading.Lock()
 
-    with tempfile.TemporaryDirectory(prefix="sieve-load-") as scratch:
-        folder = Path(scratch)
-        redis_server = RedisServer(folder)
-        redis_server.start()
-        database_url = f"sqlite:///{folder / 'sieve.db'}"
-        upgrade(database_url)
+    with scratch("sieve-load-") as run:
+        folder, redis_server, database_url = run.folder, run.redis, run.database_url
         env = service_env(redis_server.url, database_url, store_url,
                           SIEVE_MAX_QUEUE_DEPTH=str(args.max_queue_depth),
                           SIEVE_BACKPRESSURE_RETRY_AFTER="1")
@@ -119,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             web.stop()
             worker.stop()
-            redis_server.stop()
             db.dispose()
 
     unexpected = {code: n for code, n in answers.items() if code not in (202, 503)}

@@ -22,20 +22,18 @@ import gc
 import json
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 
 import redis
 
 from bench.report import machine, print_table
+from bench.scratch import scratch
 from sieve.config import load_service_settings
 from sieve.database import Database
-from sieve.migrate import upgrade
 from sieve.models import FINAL_STATES
-from sieve.processes import RedisServer, Worker, wait_for
+from sieve.processes import Worker, wait_for
 from workers.celery_app import NOOP_FIRST, NOOP_SECOND, create_celery
 from workers.client import submit
 
@@ -196,12 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     images = test_images(args.images)
     forward = forward_passes(store_url, images)
 
-    with tempfile.TemporaryDirectory(prefix="sieve-bench-") as scratch:
-        folder = Path(scratch)
-        server = RedisServer(folder)
-        server.start()
-        database_url = f"sqlite:///{folder / 'sieve.db'}"
-        upgrade(database_url)
+    with scratch() as run:
+        folder, server, database_url = run.folder, run.redis, run.database_url
         settings = replace(settings, redis_url=server.url, broker_url=server.url,
                            result_backend=server.url, database_url=database_url)
         env = {"REDIS_URL": server.url, "CELERY_BROKER_URL": server.url,
@@ -221,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for worker in workers:
                 worker.stop()
-            server.stop()
 
     bare = forward["filter"]["p50"] + forward["classifier"]["p50"]
     ratio = real["per_s"] / noop["per_s"]

@@ -25,7 +25,6 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,9 +35,9 @@ import requests
 
 from bench.pipeline import _ms, forward_passes, load_settings_store, noop_chain, test_images
 from bench.report import machine, print_table
+from bench.scratch import scratch
 from sieve.config import load_service_settings
-from sieve.migrate import upgrade
-from sieve.processes import RedisServer, Worker, free_port, wait_for
+from sieve.processes import Worker, free_port, wait_for
 from training.config import ROOT
 from workers.celery_app import create_celery
 
@@ -187,12 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     raw = 1 / (1 / forward["filter"]["batched_per_s"] + 1 / forward["classifier"]["batched_per_s"])
     rows, results = [], {}
 
-    with tempfile.TemporaryDirectory(prefix="sieve-bench-") as scratch:
-        folder = Path(scratch)
-        redis_server = RedisServer(folder)
-        redis_server.start()
-        database_url = f"sqlite:///{folder / 'sieve.db'}"
-        upgrade(database_url)
+    with scratch() as run:
+        folder, redis_server, database_url = run.folder, run.redis, run.database_url
         env = service_env(redis_server.url, database_url, store_url,
                           SIEVE_MAX_QUEUE_DEPTH="1000000")
         worker = Worker("bench", env, folder)
@@ -224,7 +219,6 @@ def main(argv: list[str] | None = None) -> int:
             for process in (front, model, web):
                 process.stop()
             worker.stop()
-            redis_server.stop()
 
     for (kind, clients), r in sorted(results.items()):
         rows.append((f"{kind}, {clients} clients: images/s | p50/p95/p99 ms",
