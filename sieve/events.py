@@ -6,6 +6,7 @@ fails (Redis restarting) is logged and dropped: pages fall back to polling.
 
 import json
 import logging
+import time
 
 import redis
 
@@ -39,6 +40,19 @@ class Events:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         pubsub.subscribe(channel(prediction_id))
         return pubsub
+
+    @staticmethod
+    def wait(pubsub: redis.client.PubSub | None, seconds: float) -> None:
+        """Until a message on the subscription, or `seconds`. A caller reads the database
+        afterwards either way: a published message can be lost, a recorded event cannot.
+        Without a subscription (Redis unreachable), it sleeps."""
+        if pubsub is not None:
+            try:
+                pubsub.get_message(timeout=seconds)
+                return
+            except redis.RedisError:
+                pass
+        time.sleep(seconds)
 
     def broker_epoch(self) -> str:
         """The run id of the Redis server: it changes each time Redis restarts."""

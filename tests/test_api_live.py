@@ -62,7 +62,7 @@ def test_every_operation_conforms_to_the_openapi_document(make_api_app, make_use
                                                           start_worker, tmp_path,
                                                           trained_store):
     shutil.copytree(trained_store.root, tmp_path / "models")  # promotions stay private
-    app = make_api_app(MODEL_STORE_URL=str(tmp_path / "models"))
+    app = make_api_app(MODEL_STORE_URL=str(tmp_path / "models"), SIEVE_MAX_WAIT_SECONDS=5)
     user = make_user(app, scopes=("predict", "train"), admin=True)
     start_worker()
     with LiveServer(app) as server:

@@ -2,6 +2,8 @@
 predictions stay queued unless a test moves them)."""
 
 import io
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -185,3 +187,41 @@ def test_another_users_prediction_is_404(client, make_user):
     assert client.get(PREDICTIONS, headers=stranger.headers).get_json()["items"] == []
     assert client.get(f"{PREDICTIONS}/{pid}", headers=owner.headers).status_code == 200
     problem_of(client.get(f"{PREDICTIONS}/nope", headers=owner.headers), 404)
+
+
+def test_wait_answers_once_the_prediction_is_final(api_app, client, make_user):
+    user = make_user()
+    pid = client.post(PREDICTIONS, headers=user.headers,
+                      data=upload(SHIRT)).get_json()["items"][0]["id"]
+    canceller = threading.Timer(0.3, lambda: api_app.test_client().post(
+        f"{PREDICTIONS}/{pid}/cancel", headers=user.headers))
+    canceller.start()
+    started = time.monotonic()
+    answer = client.get(f"{PREDICTIONS}/{pid}", headers=user.headers,
+                        query_string={"wait": "20"})
+    canceller.join(timeout=10)
+    assert answer.status_code == 200 and answer.get_json()["state"] == "cancelled"
+    assert time.monotonic() - started < 15  # the change ended the wait, not its bound
+    again = client.get(f"{PREDICTIONS}/{pid}", headers=user.headers,
+                       query_string={"wait": "20"})
+    assert again.get_json()["state"] == "cancelled"  # final already: answered at once
+
+
+def test_wait_answers_the_unfinished_state_when_its_seconds_run_out(client, make_user):
+    user = make_user()
+    pid = client.post(PREDICTIONS, headers=user.headers,
+                      data=upload(SHIRT)).get_json()["items"][0]["id"]
+    started = time.monotonic()
+    answer = client.get(f"{PREDICTIONS}/{pid}", headers=user.headers,
+                        query_string={"wait": "0.6"})
+    assert answer.status_code == 200 and answer.get_json()["state"] == QUEUED
+    assert time.monotonic() - started >= 0.6
+
+
+@pytest.mark.parametrize("wait", ["-1", "soon", "nan", "31"])
+def test_wait_refuses_what_is_not_a_number_of_seconds_in_bounds(client, make_user, wait):
+    user = make_user()
+    pid = client.post(PREDICTIONS, headers=user.headers,
+                      data=upload(SHIRT)).get_json()["items"][0]["id"]
+    problem_of(client.get(f"{PREDICTIONS}/{pid}", headers=user.headers,
+                          query_string={"wait": wait}), 400)

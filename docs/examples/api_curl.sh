@@ -1,5 +1,5 @@
 #!/bin/sh
-# Submit an image with curl, then poll until the prediction is final.
+# Submit an image with curl, then long-poll until the prediction is final.
 #   SIEVE_URL=http://127.0.0.1:5000 SIEVE_TOKEN=sieve_... sh api_curl.sh shirt.png
 set -eu
 url="${SIEVE_URL:-http://127.0.0.1:5000}"
@@ -11,12 +11,12 @@ location=$(curl -sS --fail-with-body -o /dev/null -w '%header{location}' \
   -F "image=@${1:?the image to classify}" -F pipeline=filter \
   "$url/api/v1/predictions")
 
-# Poll (a stream is in api_client.py) until the state is final.
+# Long polls (a stream is in api_client.py): each answers as soon as the prediction is
+# final, or after 20 seconds with its state so far.
 while :; do
-  body=$(curl -sS --fail-with-body -H "$auth" "$url$location")
+  body=$(curl -sS --fail-with-body -H "$auth" "$url$location?wait=20")
   case "$body" in
     *'"state":"done"'*|*'"state":"rejected"'*|*'"state":"failed"'*|*'"state":"cancelled"'*)
       echo "$body"; break ;;
   esac
-  sleep 1
 done

@@ -18,6 +18,7 @@ SETTINGS = {
     "SIEVE_MAX_IMAGES": (int, 16),
     "SIEVE_MAX_IMAGE_BYTES": (int, 10 * 1024 * 1024),
     "SIEVE_POLL_AFTER": (int, 1),
+    "SIEVE_MAX_WAIT_SECONDS": (float, 30.0),
     "SIEVE_SSE_KEEPALIVE_SECONDS": (float, 15.0),
     "SIEVE_SSE_MAX_SECONDS": (float, 300.0),
 }

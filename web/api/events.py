@@ -83,7 +83,7 @@ def _stream(svc: Services, prediction_id: str, after: int, first: list[dict], fi
             if time.monotonic() - quiet_since >= keepalive:
                 yield ": keep-alive\n\n"
                 quiet_since = time.monotonic()
-            _wait(pubsub, min(1.0, keepalive))
+            svc.events.wait(pubsub, min(1.0, keepalive))
             pending = svc.db.events(prediction_id, last)
             if pending:
                 quiet_since = time.monotonic()
@@ -91,14 +91,3 @@ def _stream(svc: Services, prediction_id: str, after: int, first: list[dict], fi
         if pubsub is not None:
             pubsub.close()
 
-
-def _wait(pubsub, seconds: float) -> None:
-    """Until a message on the prediction's channel, or `seconds` (then the record is read
-    anyway: a published message can be lost, a recorded event cannot)."""
-    if pubsub is None:
-        time.sleep(seconds)
-        return
-    try:
-        pubsub.get_message(timeout=seconds)
-    except redis.RedisError:
-        time.sleep(seconds)

@@ -1,7 +1,7 @@
 """`/api/v1/openapi.json`, the OpenAPI 3.1 document, and `/api/v1/docs`, a page that lists
 its operations (served from here: no assets from elsewhere)."""
 
-from flask import render_template_string
+from flask import current_app, render_template_string
 
 from web.api import bp
 from web.api.spec import (
@@ -54,7 +54,12 @@ def paths() -> dict:
                            "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
                           {"name": "cursor", "in": "query", "schema": {"type": "string"}}])},
         f"{V1}/predictions/{{prediction_id}}": {
-            "get": op("One prediction", authed(ok("Prediction"), "404"), parameters=pid)},
+            "get": op("One prediction; with `wait`, once it is final (a long poll)",
+                      authed(ok("Prediction"), "400", "404"), parameters=[*pid, {
+                          "name": "wait", "in": "query",
+                          "description": "seconds to wait for a final state (default: 0)",
+                          "schema": {"type": "number", "minimum": 0, "maximum":
+                                     current_app.config["SIEVE_MAX_WAIT_SECONDS"]}}])},
         f"{V1}/predictions/{{prediction_id}}/events": {
             "get": op("Its state changes as Server-Sent Events", authed(EVENTS, "400", "404"),
                       parameters=[*pid, {"name": "Last-Event-ID", "in": "header",

@@ -1,5 +1,9 @@
 """Predictions: submit images, read one or a page of them, cancel one."""
 
+import logging
+import time
+
+import redis
 from flask import Response, current_app, g, json, request, url_for
 
 from sieve.models import CANCELLED, FINAL_STATES, STATES, describe
@@ -10,6 +14,8 @@ from web.api.tokens import PREDICT, require_token
 from web.api.uploads import fingerprint, read_uploads
 from web.services import services
 from workers.client import QueueUnavailable, submit
+
+log = logging.getLogger(__name__)
 
 UNFINISHED = tuple(state for state in STATES if state not in FINAL_STATES)
 
@@ -114,8 +120,52 @@ def list_predictions():
 @bp.get("/predictions/<prediction_id>")
 @require_token(PREDICT)
 def get_prediction(prediction_id: str):
-    """One of the token owner's predictions."""
-    return present(describe(owned_prediction(prediction_id)))
+    """One of the token owner's predictions; with `?wait=SECONDS`, answered as soon as it
+    is final or when the seconds have passed (a long poll), whichever comes first."""
+    seconds = _wait_seconds()
+    prediction = owned_prediction(prediction_id)
+    if seconds > 0 and not prediction.final:
+        prediction = _until_final(prediction_id, seconds)
+    return present(describe(prediction))
+
+
+def _wait_seconds() -> float:
+    """The `wait` query parameter: 0 (answer at once) to SIEVE_MAX_WAIT_SECONDS."""
+    raw = request.args.get("wait")
+    if raw is None:
+        return 0.0
+    most = current_app.config["SIEVE_MAX_WAIT_SECONDS"]
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= most:  # also false for nan
+        fail(400, f"wait must be a number of seconds from 0 to {most:g}")
+    return seconds
+
+
+def _until_final(prediction_id: str, seconds: float):
+    """The prediction once it is final, or as it is after `seconds`. Woken by its
+    pub/sub channel; the database is read again at least every second regardless."""
+    svc = services()
+    deadline = time.monotonic() + seconds
+    try:
+        # Subscribed before the record is read again, so that no change slips between.
+        pubsub = svc.events.subscribe(prediction_id)
+    except redis.RedisError as exc:
+        log.warning("waiting for %s: polling, Redis pub/sub is unreachable: %s",
+                    prediction_id, exc)
+        pubsub = None
+    try:
+        while True:
+            prediction = svc.db.get_prediction(prediction_id)
+            remaining = deadline - time.monotonic()
+            if prediction.final or remaining <= 0:
+                return prediction
+            svc.events.wait(pubsub, min(1.0, remaining))
+    finally:
+        if pubsub is not None:
+            pubsub.close()
 
 
 @bp.post("/predictions/<prediction_id>/cancel")
