@@ -9,9 +9,11 @@ gevent); then the baseline (bench.baseline: a front Flask app forwarding each up
 HTTP to a model Flask app), both under gunicorn.
 
 1. The service end to end with 1, 8 and 32 concurrent clients: each uploads one image
-   through POST /api/v1/predictions and polls GET /api/v1/predictions/<id> until it is
-   final. Images per second; p50/p95/p99 from upload to final state.
-2. The same with batch submissions (16 images per request).
+   through POST /api/v1/predictions and follows it with long polls
+   (GET /api/v1/predictions/<id>?wait=20) until it is final. Images per second;
+   p50/p95/p99 from upload to final state.
+2. The same with batch submissions (16 images per request: one message per model step,
+   one forward pass per model).
 3. The baseline with the same clients: one image per request, answered at once.
 4. The limits: batched forward passes of both models, and the no-op two-task chain.
 And the resident memory of the web processes and of the worker.
@@ -43,7 +45,7 @@ from workers.celery_app import create_celery
 
 FINAL = {"done", "rejected", "failed", "cancelled"}
 BATCH = 16
-POLL = 0.01  # seconds between status requests of one client
+WAIT = 20  # seconds of one long poll (GET /api/v1/predictions/<id>?wait=)
 
 
 def _rss_mb(pid: int) -> float:
@@ -123,12 +125,11 @@ def _service_client(url: str, token: str):
         latencies = []
         for item in answer.json()["items"]:
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline:  # long polls: each answers once final
                 state = session.get(f"{url}/api/v1/predictions/{item['id']}", headers=headers,
-                                    timeout=30).json()["state"]
+                                    params={"wait": WAIT}, timeout=WAIT + 30).json()["state"]
                 if state in FINAL:
                     break
-                time.sleep(POLL)
             latencies.append(time.perf_counter() - started)
         return latencies
 

@@ -174,24 +174,36 @@ class Database:
                           ) -> Prediction:
         """Store the image and a new prediction in state `queued`, with its first event,
         in one transaction."""
+        return self.create_predictions([(image, content_type, filename)], pipeline, user_id,
+                                       request_id, broker_epoch)[0]
+
+    def create_predictions(self, uploads: list[tuple[bytes, str, str]], pipeline: str,
+                           user_id: int | None = None, request_id: str | None = None,
+                           broker_epoch: str | None = None) -> list[Prediction]:
+        """Store (image, content type, file name) uploads and a new `queued` prediction for
+        each, with its first event: all in one transaction, or none."""
         if pipeline not in PIPELINES:
             raise ValueError(f"unknown pipeline {pipeline!r}: choose one of {PIPELINES}")
         now = utcnow()
-        key = uuid.uuid4().hex
-        prediction = Prediction(id=uuid.uuid4().hex, image_key=key, pipeline=pipeline,
-                                filename=filename[:255], user_id=user_id, state=QUEUED,
-                                request_id=request_id, broker_epoch=broker_epoch,
-                                created_at=now, updated_at=now)
+        images, predictions = [], []
+        for image, content_type, filename in uploads:
+            key = uuid.uuid4().hex
+            images.append({"key": key, "data": image, "content_type": content_type,
+                           "size": len(image), "sha256": hashlib.sha256(image).hexdigest(),
+                           "created_at": now})
+            predictions.append(Prediction(
+                id=uuid.uuid4().hex, image_key=key, pipeline=pipeline,
+                filename=filename[:255], user_id=user_id, state=QUEUED,
+                request_id=request_id, broker_epoch=broker_epoch, created_at=now,
+                updated_at=now))
         with self._writing() as connection:
-            connection.execute(insert(IMAGES).values(
-                key=key, data=image, content_type=content_type, size=len(image),
-                sha256=hashlib.sha256(image).hexdigest(), created_at=now))
-            connection.execute(insert(PREDICTIONS).values(
-                {c.name: getattr(prediction, c.name) for c in PREDICTIONS.c}))
-            connection.execute(insert(EVENTS).values(
-                prediction_id=prediction.id, state=QUEUED, data=describe(prediction),
-                created_at=now))
-        return prediction
+            connection.execute(insert(IMAGES), images)
+            connection.execute(insert(PREDICTIONS), [
+                {c.name: getattr(p, c.name) for c in PREDICTIONS.c} for p in predictions])
+            connection.execute(insert(EVENTS), [
+                {"prediction_id": p.id, "state": QUEUED, "data": describe(p),
+                 "created_at": now} for p in predictions])
+        return predictions
 
     def get_prediction(self, prediction_id: str) -> Prediction | None:
         """One prediction by id, or None."""
@@ -205,11 +217,22 @@ class Database:
 
     def work_item(self, prediction_id: str) -> Row | None:
         """A prediction's fields and its image bytes (`data`), in one query; None if absent."""
+        found = self.work_items([prediction_id])
+        return found[0] if found else None
+
+    def work_items(self, prediction_ids: list[str]) -> list[Row]:
+        """Predictions' fields and image bytes (`data`) in one query, in the order given
+        (absent ones left out)."""
+        # One id (the hot path) as an equality: an IN list is expanded on every call.
+        which = (PREDICTIONS.c.id == prediction_ids[0] if len(prediction_ids) == 1
+                 else PREDICTIONS.c.id.in_(prediction_ids))
         with self.engine.connect() as connection:
-            return connection.execute(
+            rows = connection.execute(
                 select(PREDICTIONS, IMAGES.c.data)
                 .outerjoin(IMAGES, IMAGES.c.key == PREDICTIONS.c.image_key)
-                .where(PREDICTIONS.c.id == prediction_id)).first()
+                .where(which)).all()
+        order = {pid: index for index, pid in enumerate(prediction_ids)}
+        return sorted(rows, key=lambda row: order[row.id])
 
     def mark_enqueued(self, prediction_id: str, broker_epoch: str) -> None:
         """Record which Redis (by run id) holds the prediction's message."""
@@ -224,25 +247,36 @@ class Database:
         Returns the new event (to publish) when this call made the change, None when the
         prediction was elsewhere: already moved on by another worker, or final.
         """
+        return self.transitions({prediction_id: fields}, state, allowed_from)[0]
+
+    def transitions(self, changes: dict[str, dict], state: str,
+                    allowed_from: Iterable[str]) -> list[dict | None]:
+        """`transition` for several predictions ({id: fields}) in one transaction: for
+        each, in order, its new event or None."""
         now = utcnow()
-        values = {"state": state, "updated_at": now, **fields}
-        if state in FINAL_STATES:
-            values["finished_at"] = now
+        allowed = [PREDICTIONS.c.state == s for s in allowed_from]
+        made: list[dict | None] = []
         with self._writing() as connection:
-            row = connection.execute(
-                update(PREDICTIONS)
-                # OR of equalities rather than IN: an IN list is expanded on every call,
-                # which costs more than the rest of the statement on this hot path.
-                .where(PREDICTIONS.c.id == prediction_id,
-                       or_(*(PREDICTIONS.c.state == allowed for allowed in allowed_from)))
-                .values(**values).returning(*PREDICTIONS.c)).first()
-            if row is None:
-                return None
-            data = describe(row)
-            event_id = connection.execute(
-                insert(EVENTS).values(prediction_id=prediction_id, state=state, data=data,
-                                      created_at=now).returning(EVENTS.c.id)).scalar_one()
-        return {"event_id": event_id, **data}
+            for prediction_id, fields in changes.items():
+                values = {"state": state, "updated_at": now, **fields}
+                if state in FINAL_STATES:
+                    values["finished_at"] = now
+                row = connection.execute(
+                    update(PREDICTIONS)
+                    # OR of equalities rather than IN: an IN list is expanded on every
+                    # call, which costs more than the rest of the statement on this path.
+                    .where(PREDICTIONS.c.id == prediction_id, or_(*allowed))
+                    .values(**values).returning(*PREDICTIONS.c)).first()
+                if row is None:
+                    made.append(None)
+                    continue
+                data = describe(row)
+                event_id = connection.execute(
+                    insert(EVENTS).values(prediction_id=prediction_id, state=state,
+                                          data=data, created_at=now)
+                    .returning(EVENTS.c.id)).scalar_one()
+                made.append({"event_id": event_id, **data})
+        return made
 
     def events(self, prediction_id: str, after: int = 0) -> list[dict]:
         """The prediction's state changes with an event id above `after`, oldest first."""

@@ -35,6 +35,20 @@ class Events:
             return False
         return True
 
+    def publish_many(self, events: list[dict]) -> bool:
+        """Send events to their predictions' channels in one round trip."""
+        if len(events) <= 1:
+            return all(self.publish(event) for event in events)
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.publish(channel(event["id"]), json.dumps(event))
+                pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("%d events not published: %s", len(events), exc)
+            return False
+        return True
+
     def subscribe(self, prediction_id: str) -> redis.client.PubSub:
         """A subscription to one prediction's channel (read with get_message)."""
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)

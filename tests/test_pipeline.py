@@ -125,3 +125,63 @@ def test_publishing_without_redis_is_not_an_error(db, trained_store, known_image
     pid = _new(offline, known_images[0][0], "classifier")
     pipeline.classify(offline, pid)
     assert db.get_prediction(pid).state == DONE  # the database holds the record
+
+
+def _new_many(services, images: list[bytes], pipeline_name: str = "filter") -> list[str]:
+    uploads = [(data, "image/png", f"{i}.png") for i, data in enumerate(images)]
+    return [p.id for p in services.db.create_predictions(uploads, pipeline_name)]
+
+
+def test_images_submitted_together_share_one_forward_pass(services, known_images,
+                                                          outlier_png, fashion_test_images):
+    (first, label_1), (second, label_2) = known_images[0], known_images[1]
+    ids = _new_many(services, [first, outlier_png, truncated_png(fashion_test_images[0]),
+                               second, first])
+    shirt, outlier, broken, trousers, cancelled = ids
+    services.db.transition(cancelled, CANCELLED, (QUEUED,))
+    assert pipeline.screen_many(services, ids) == [shirt, trousers]
+    assert services.models.batch_stats()["filter"] == {"batches": 1, "images": 3}
+    assert services.db.get_prediction(outlier).state == REJECTED
+    assert "not like the images" in services.db.get_prediction(outlier).reason
+    assert "not a usable image" in services.db.get_prediction(broken).reason
+    pipeline.classify_many(services, [shirt, trousers])
+    assert services.models.batch_stats()["classifier"] == {"batches": 1, "images": 2}
+    for pid, label in ((shirt, label_1), (trousers, label_2)):
+        done = services.db.get_prediction(pid)
+        assert done.state == DONE and done.label == label
+        assert set(done.model_versions) == {"filter", "classifier"}
+        assert _states(services, pid) == [QUEUED, FILTERING, CLASSIFYING, DONE]
+    # Redelivered messages: nothing moves again, no second result.
+    assert pipeline.screen_many(services, ids) == []
+    pipeline.classify_many(services, ids)
+    assert [_states(services, pid) for pid in ids] == [
+        [QUEUED, FILTERING, CLASSIFYING, DONE], [QUEUED, FILTERING, REJECTED],
+        [QUEUED, FILTERING, FAILED], [QUEUED, FILTERING, CLASSIFYING, DONE],
+        [QUEUED, CANCELLED]]
+
+
+def test_a_redelivered_filter_step_passes_screened_images_on(services, known_images):
+    ids = _new_many(services, [known_images[0][0], known_images[1][0]])
+    assert pipeline.screen_many(services, ids) == ids
+    assert pipeline.screen_many(services, ids) == ids  # the classifier step may be lost
+    pipeline.classify_many(services, ids)
+    assert {services.db.get_prediction(pid).state for pid in ids} == {DONE}
+
+
+def test_images_together_on_the_classifier_only_path(services, outlier_png, known_images):
+    ids = _new_many(services, [outlier_png, known_images[0][0]], "classifier")
+    pipeline.classify_many(services, ids)
+    done = [services.db.get_prediction(pid) for pid in ids]
+    assert [p.state for p in done] == [DONE, DONE] and done[1].label == known_images[0][1]
+    assert all(p.filter_score is None for p in done)
+
+
+def test_images_together_without_a_model_fail_with_what_to_run(db, settings, tmp_path,
+                                                               known_images):
+    empty = pipeline.Services(db=db, events=Events(settings.redis_url),
+                              models=ServedModels(str(tmp_path / "no-models")))
+    ids = _new_many(empty, [known_images[0][0], known_images[1][0]])
+    assert pipeline.screen_many(empty, ids) == []
+    for pid in ids:
+        failed = db.get_prediction(pid)
+        assert failed.state == FAILED and "no filter has been trained yet" in failed.reason

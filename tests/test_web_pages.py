@@ -70,12 +70,13 @@ def test_upload_stores_and_enqueues_then_shows_the_prediction(app, web_client, u
 
 
 def test_several_images_go_to_history(app, web_client, user):
-    """Several images at once: one prediction each, listed in the history."""
+    """Several images at once: one prediction each, listed in the history, sent to the
+    classifier together in one message."""
     response = upload(web_client, ("a.png", IMAGE), ("b.png", noise(2)), pipeline="classifier")
     assert response.status_code == 302 and response.headers["Location"] == "/history"
     page = web_client.get("/history").get_data(as_text=True)
     assert "a.png" in page and "b.png" in page and "2 images sent" in page
-    assert app.extensions["sieve"].events.redis.llen("classify") == 2
+    assert app.extensions["sieve"].events.redis.llen("classify") == 1
 
 
 @pytest.mark.parametrize(("content", "message"), [

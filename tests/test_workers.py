@@ -19,7 +19,7 @@ from sieve.processes import free_port, wait_for
 from tests.images import large_png, truncated_png
 from training.config import ROOT
 from workers.celery_app import create_celery
-from workers.client import QueueUnavailable, submit
+from workers.client import QueueUnavailable, submit, submit_many
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +94,21 @@ def test_batches_form_when_images_wait(start_worker, celery_app, db, known_image
     batches = [int(line.rsplit("batch of ", 1)[1].split()[0])
                for line in worker.log().splitlines() if "classifier batch of " in line]
     assert sum(batches) == 20 and max(batches) > 1, batches
+
+
+def test_a_submission_of_many_images_runs_as_one_batch_per_model(
+        start_worker, celery_app, db, known_images, outlier_png):
+    worker = start_worker()
+    images = [data for data, _ in known_images[:7]] + [outlier_png]
+    sent = submit_many(celery_app, db, [(d, "image/png", f"{i}.png")
+                                        for i, d in enumerate(images)], "filter")
+    results = [_final(db, p.id) for p in sent]
+    assert [p.state for p in results] == [DONE] * 7 + [REJECTED]
+    assert [p.label for p in results[:7]] == [label for _, label in known_images[:7]]
+    assert all(set(p.model_versions) == {"filter", "classifier"} for p in results[:7])
+    log = worker.log()
+    assert "filter batch of 8 " in log and "classifier batch of 7 " in log
+    assert "sieve.filter_many" in log and "sieve.classify_many" in log
 
 
 def test_killed_worker_task_is_redelivered_and_completes_once(start_worker, celery_app, db,

@@ -58,7 +58,7 @@ def index():
             errors.append(str(exc))
     if errors:
         return _index(form, errors, 400)
-    predictions = [send(upload, form.pipeline.data, current_user().id) for upload in uploads]
+    predictions = send(uploads, form.pipeline.data, current_user().id)
     if len(predictions) == 1:
         return redirect(url_for("pages.prediction", prediction_id=predictions[0].id))
     flash(f"{len(predictions)} images sent to the models.", "success")
@@ -73,7 +73,7 @@ def sample(name: str):
     if name not in sample_names() or not form.validate_on_submit():
         abort(404, "There is no such sample image.")
     upload = check(name, (SAMPLES / name).read_bytes())
-    prediction = send(upload, form.pipeline.data, current_user().id)
+    prediction = send([upload], form.pipeline.data, current_user().id)[0]
     return redirect(url_for("pages.prediction", prediction_id=prediction.id))
 
 

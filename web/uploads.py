@@ -13,7 +13,7 @@ from PIL import Image
 from sieve.models import Prediction
 from training.images import ImageError, load_image
 from web.services import services
-from workers.client import submit
+from workers.client import submit_many
 
 
 @dataclass
@@ -40,9 +40,10 @@ def check(filename: str, data: bytes) -> Upload:
     return Upload(filename=filename, data=data, content_type=content_type)
 
 
-def send(upload: Upload, pipeline: str, user_id: int) -> Prediction:
-    """Store the upload and its prediction, then enqueue it (QueueUnavailable if not)."""
+def send(uploads: list[Upload], pipeline: str, user_id: int) -> list[Prediction]:
+    """Store the uploads and their predictions, then enqueue them together
+    (QueueUnavailable if not)."""
     current = services()
-    return submit(current.celery, current.db, upload.data, upload.content_type, pipeline,
-                  filename=upload.filename, user_id=user_id,
-                  request_id=g.get("request_id"))
+    return submit_many(current.celery, current.db,
+                       [(u.data, u.content_type, u.filename) for u in uploads], pipeline,
+                       user_id=user_id, request_id=g.get("request_id"))

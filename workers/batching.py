@@ -77,6 +77,20 @@ class MicroBatcher:
             future.cancel()  # the batch thread skips it if it has not started
             raise
 
+    def run_many(self, items: list, timeout: float) -> list:
+        """Run items that come together (one submission's images) in this thread, in
+        forward passes of at most max_size; TimeoutError when the model stays busy with
+        other batches for `timeout` seconds."""
+        results: list = []
+        for start in range(0, len(items), self.max_size):
+            if not self._model_lock.acquire(timeout=timeout):
+                raise TimeoutError(f"the {self.name} model stayed busy for {timeout:g} s")
+            try:
+                results.extend(self._run(items[start:start + self.max_size]))
+            finally:
+                self._model_lock.release()
+        return results
+
     def _ensure_thread(self) -> None:
         """Start the batch thread on first use (after a fork, in the process that uses it)."""
         with self._start_lock:

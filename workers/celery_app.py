@@ -11,12 +11,16 @@ from celery import Celery
 from sieve.config import ServiceSettings, load_service_settings
 
 FILTER_TASK, CLASSIFY_TASK = "sieve.filter", "sieve.classify"
+# The same steps for the images of one submission together (one message per step).
+FILTER_MANY_TASK, CLASSIFY_MANY_TASK = "sieve.filter_many", "sieve.classify_many"
 NOOP_FIRST, NOOP_SECOND = "sieve.noop.first", "sieve.noop.second"
 TRAIN_TASK = "sieve.train.run"
 
 ROUTES = {
     FILTER_TASK: {"queue": "filter"},
     CLASSIFY_TASK: {"queue": "classify"},
+    FILTER_MANY_TASK: {"queue": "filter"},
+    CLASSIFY_MANY_TASK: {"queue": "classify"},
     NOOP_FIRST: {"queue": "filter"},
     NOOP_SECOND: {"queue": "classify"},
     "sieve.train.*": {"queue": "training"},

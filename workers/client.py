@@ -12,7 +12,7 @@ from celery.canvas import Signature
 from sieve.database import Database
 from sieve.models import CLASSIFY_ONLY, FAILED, QUEUED, Prediction
 from workers import logcontext
-from workers.celery_app import CLASSIFY_TASK, FILTER_TASK
+from workers.celery_app import CLASSIFY_MANY_TASK, CLASSIFY_TASK, FILTER_MANY_TASK, FILTER_TASK
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +50,29 @@ def broker_epoch(celery: Celery, fresh: bool = False) -> str:
     return epoch
 
 
-def prediction_chain(celery: Celery, prediction_id: str, pipeline: str,
+def prediction_chain(celery: Celery, prediction_ids: str | list[str], pipeline: str,
                      request_id: str | None = None) -> Signature:
-    """Filter then classifier, or the classifier alone; each task carries the request id
-    in its headers (a chain's later tasks keep their own options when sent)."""
+    """Filter then classifier, or the classifier alone, for one prediction (an id) or for
+    the predictions of one submission together (a list of ids: one message per step).
+    Each task carries the request id in its headers (a chain's later tasks keep their own
+    options when sent)."""
     headers = logcontext.headers(request_id)
-    classify = celery.signature(CLASSIFY_TASK, headers=headers)
+    if isinstance(prediction_ids, list) and len(prediction_ids) == 1:
+        prediction_ids = prediction_ids[0]
+    one = isinstance(prediction_ids, str)
+    first, second = (FILTER_TASK, CLASSIFY_TASK) if one else (FILTER_MANY_TASK,
+                                                              CLASSIFY_MANY_TASK)
     if pipeline == CLASSIFY_ONLY:
-        return celery.signature(CLASSIFY_TASK, args=(prediction_id,), headers=headers)
-    return celery.signature(FILTER_TASK, args=(prediction_id,), headers=headers) | classify
+        return celery.signature(second, args=(prediction_ids,), headers=headers)
+    return (celery.signature(first, args=(prediction_ids,), headers=headers)
+            | celery.signature(second, headers=headers))
 
 
-def send(celery: Celery, prediction_id: str, pipeline: str,
+def send(celery: Celery, prediction_ids: str | list[str], pipeline: str,
          request_id: str | None = None) -> None:
-    """Send the prediction's chain; QueueUnavailable when the broker does not take it."""
+    """Send the chain; QueueUnavailable when the broker does not take it."""
     try:
-        prediction_chain(celery, prediction_id, pipeline, request_id).apply_async()
+        prediction_chain(celery, prediction_ids, pipeline, request_id).apply_async()
     except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
         raise QueueUnavailable(f"the task queue is unreachable: {exc}") from exc
 
@@ -82,18 +89,28 @@ def enqueue(celery: Celery, db: Database, prediction) -> None:
 def submit(celery: Celery, db: Database, data: bytes, content_type: str, pipeline: str,
            filename: str = "", user_id: int | None = None,
            request_id: str | None = None) -> Prediction:
-    """Store the image and the prediction record, then enqueue it.
+    """Store one image and its prediction record, then enqueue it (see `submit_many`)."""
+    return submit_many(celery, db, [(data, content_type, filename)], pipeline, user_id,
+                       request_id)[0]
 
-    Raises QueueUnavailable when Redis cannot take it: before anything is stored when
-    Redis does not answer at all, or after marking the new prediction failed when the
+
+def submit_many(celery: Celery, db: Database, uploads: list[tuple[bytes, str, str]],
+                pipeline: str, user_id: int | None = None,
+                request_id: str | None = None) -> list[Prediction]:
+    """Store (image, content type, file name) uploads and their prediction records in one
+    transaction, then enqueue them as one chain (the workers run them together).
+
+    Raises QueueUnavailable when Redis cannot take them: before anything is stored when
+    Redis does not answer at all, or after marking the new predictions failed when the
     message itself could not be sent. Either way nothing runs behind the caller's back.
     """
     epoch = broker_epoch(celery)
-    prediction = db.create_prediction(data, content_type, pipeline, filename, user_id,
-                                      request_id, broker_epoch=epoch)
+    predictions = db.create_predictions(uploads, pipeline, user_id, request_id,
+                                        broker_epoch=epoch)
+    ids = [prediction.id for prediction in predictions]
     try:
-        send(celery, prediction.id, pipeline, request_id)
+        send(celery, ids, pipeline, request_id)
     except QueueUnavailable as exc:
-        db.transition(prediction.id, FAILED, (QUEUED,), reason=str(exc))
+        db.transitions({pid: {"reason": str(exc)} for pid in ids}, FAILED, (QUEUED,))
         raise
-    return prediction
+    return predictions

@@ -29,6 +29,7 @@ from workers.serving import ModelUnavailable, ServedModels
 log = logging.getLogger(__name__)
 
 UNFINISHED = tuple(s for s in STATES if s not in FINAL_STATES)
+REJECTED_REASON = "the filter says this image is not like the images the classifier knows"
 
 
 @dataclass
@@ -43,20 +44,33 @@ class Services:
 
     def move(self, prediction_id: str, state: str, allowed_from, **fields) -> bool:
         """Change state if allowed; publish the change. False when another change won."""
-        change = self.db.transition(prediction_id, state, allowed_from, **fields)
-        if change is None:
-            return False
-        self.events.publish(change)
-        if state in FINAL_STATES:
-            metrics.PREDICTIONS.labels(state).inc()
-        log.info("prediction %s: %s", prediction_id, state,
-                 extra={"prediction_id": prediction_id, "state": state})
-        return True
+        return bool(self.move_many({prediction_id: fields}, state, allowed_from))
+
+    def move_many(self, changes: dict[str, dict], state: str, allowed_from) -> set[str]:
+        """`move` for several predictions ({id: fields}) in one transaction and one
+        publish; the ids that this call moved."""
+        if not changes:
+            return set()
+        made = [event for event in self.db.transitions(changes, state, allowed_from)
+                if event is not None]
+        self.events.publish_many(made)
+        for event in made:
+            if state in FINAL_STATES:
+                metrics.PREDICTIONS.labels(state).inc()
+            log.info("prediction %s: %s", event["id"], state,
+                     extra={"prediction_id": event["id"], "state": state})
+        return {event["id"] for event in made}
 
     def fail(self, prediction_id: str, reason: str) -> bool:
         """Mark an unfinished prediction failed, with a reason a person can act on."""
-        log.warning("prediction %s failed: %s", prediction_id, reason)
-        return self.move(prediction_id, FAILED, UNFINISHED, reason=reason)
+        return bool(self.fail_many({prediction_id: reason}))
+
+    def fail_many(self, reasons: dict[str, str]) -> set[str]:
+        """`fail` for several predictions ({id: reason}) in one transaction."""
+        for prediction_id, reason in reasons.items():
+            log.warning("prediction %s failed: %s", prediction_id, reason)
+        return self.move_many({pid: {"reason": reason} for pid, reason in reasons.items()},
+                              FAILED, UNFINISHED)
 
 
 def _image(services: Services, item) -> bytes | None:
@@ -66,18 +80,39 @@ def _image(services: Services, item) -> bytes | None:
     return item.data
 
 
+def _verdict_fields(verdict: dict) -> dict:
+    """What the filter's verdict records on the prediction."""
+    return {"filter_score": verdict["score"], "filter_threshold": verdict["threshold"],
+            "model_versions": {"filter": verdict["version"]}}
+
+
+def _answer_fields(prediction, answer: dict) -> dict:
+    """What the classifier's answer records on the prediction."""
+    return {"label": answer["class"], "probability": answer["probability"],
+            "top_k": answer["top_k"],
+            "model_versions": {**(prediction.model_versions or {}),
+                               "classifier": answer["version"]}}
+
+
+def _reason(services: Services, exc: Exception) -> str:
+    """Why a prediction failed, for a bad image, a missing model or a timeout."""
+    if isinstance(exc, ImageError):
+        return f"the upload is not a usable image: {exc}"
+    if isinstance(exc, TimeoutError):
+        return (f"the model did not answer within {services.time_limit:g} s: the workers "
+                "are overloaded; submit the image again later")
+    return str(exc)
+
+
+EXPECTED = (ImageError, ModelUnavailable, TimeoutError)
+
+
 def _guarded(services: Services, prediction_id: str, step, *args) -> dict | None:
     """Run a model step; a bad image, a missing model or a timeout fails the prediction."""
     try:
         return step(*args)
-    except ImageError as exc:
-        services.fail(prediction_id, f"the upload is not a usable image: {exc}")
-    except ModelUnavailable as exc:
-        services.fail(prediction_id, str(exc))
-    except TimeoutError:
-        services.fail(prediction_id,
-                      f"the model did not answer within {services.time_limit:g} s: "
-                      "the workers are overloaded; submit the image again later")
+    except EXPECTED as exc:
+        services.fail(prediction_id, _reason(services, exc))
     return None
 
 
@@ -100,12 +135,9 @@ def screen(services: Services, prediction_id: str) -> bool:
                        services.time_limit, prediction_id)
     if verdict is None:
         return False
-    fields = {"filter_score": verdict["score"], "filter_threshold": verdict["threshold"],
-              "model_versions": {"filter": verdict["version"]}}
+    fields = _verdict_fields(verdict)
     if not verdict["accepted"]:
-        services.move(prediction_id, REJECTED, (FILTERING,), **fields,
-                      reason="the filter says this image is not like the images the "
-                             "classifier knows")
+        services.move(prediction_id, REJECTED, (FILTERING,), **fields, reason=REJECTED_REASON)
         return False
     return services.move(prediction_id, CLASSIFYING, (FILTERING,), **fields)
 
@@ -129,7 +161,57 @@ def classify(services: Services, prediction_id: str) -> None:
                       services.time_limit, services.top_k, prediction_id)
     if answer is None:
         return
-    versions = {**(prediction.model_versions or {}), "classifier": answer["version"]}
-    services.move(prediction_id, DONE, (CLASSIFYING,), label=answer["class"],
-                  probability=answer["probability"], top_k=answer["top_k"],
-                  model_versions=versions)
+    services.move(prediction_id, DONE, (CLASSIFYING,), **_answer_fields(prediction, answer))
+
+
+# Many images of one submission: the same steps, with one query, one forward pass and one
+# transaction per state change for all of them.
+
+def _run_many(services: Services, items: list, step, *args) -> list[tuple]:
+    """(item, result) for the items whose image is there and usable; the others, and all
+    of them when the model is missing or busy past the time limit, are failed."""
+    usable = [item for item in items if _image(services, item) is not None]
+    if not usable:
+        return []
+    try:
+        results = step([item.data for item in usable], services.time_limit, *args,
+                       [item.id for item in usable])
+    except EXPECTED as exc:
+        services.fail_many({item.id: _reason(services, exc) for item in usable})
+        return []
+    services.fail_many({item.id: _reason(services, result)
+                        for item, result in zip(usable, results, strict=True)
+                        if isinstance(result, ImageError)})
+    return [(item, result) for item, result in zip(usable, results, strict=True)
+            if not isinstance(result, ImageError)]
+
+
+def screen_many(services: Services, prediction_ids: list[str]) -> list[str]:
+    """Filter step for images submitted together: the ids that go on to the classifier.
+
+    A prediction another delivery is moving (not `queued` for this one) is left to it;
+    one already screened goes on; final or cancelled ones are skipped."""
+    items = services.db.work_items(prediction_ids)
+    ahead = [item.id for item in items if item.state == CLASSIFYING]
+    moved = services.move_many({item.id: {} for item in items if item.state == QUEUED},
+                               FILTERING, (QUEUED,))
+    todo = [item for item in items if item.state == FILTERING or item.id in moved]
+    verdicts = _run_many(services, todo, services.models.screen_many)
+    services.move_many({item.id: {**_verdict_fields(v), "reason": REJECTED_REASON}
+                        for item, v in verdicts if not v["accepted"]},
+                       REJECTED, (FILTERING,))
+    accepted = services.move_many({item.id: _verdict_fields(v)
+                                   for item, v in verdicts if v["accepted"]},
+                                  CLASSIFYING, (FILTERING,))
+    return ahead + [item.id for item in todo if item.id in accepted]
+
+
+def classify_many(services: Services, prediction_ids: list[str]) -> None:
+    """Classifier step for images submitted together (screened, or classifier-only)."""
+    items = services.db.work_items(prediction_ids)
+    moved = services.move_many({item.id: {} for item in items if item.state == QUEUED
+                                and item.pipeline == CLASSIFY_ONLY}, CLASSIFYING, (QUEUED,))
+    todo = [item for item in items if item.state == CLASSIFYING or item.id in moved]
+    answers = _run_many(services, todo, services.models.classify_many, services.top_k)
+    services.move_many({item.id: _answer_fields(item, answer) for item, answer in answers},
+                       DONE, (CLASSIFYING,))

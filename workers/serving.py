@@ -17,6 +17,7 @@ from collections import OrderedDict
 
 import torch
 
+from training.images import ImageError
 from training.predict import Predictor
 from training.store import Store, StoreError, open_store
 from workers import metrics
@@ -152,6 +153,40 @@ class ServedModels:
         with self._canonical_lock:
             self._canonical.pop(key, None)  # the last step: no one needs it any more
         return predictor.describe_class(row, top_k)
+
+    def _forward_many(self, name: str, datas: list[bytes], timeout: float,
+                      keys: list[str]) -> tuple[Predictor, list]:
+        """For images that came together: each one's row from forward passes of them all,
+        or the ImageError that its decoding raised."""
+        predictor = self.predictor(name)
+        results: list = [None] * len(datas)
+        ready = []
+        for index, (data, key) in enumerate(zip(datas, keys, strict=True)):
+            try:
+                ready.append((index, self._preprocess(predictor, data, key)))
+            except ImageError as exc:
+                results[index] = exc
+        rows = self._batchers[name].run_many([(predictor, c) for _, c in ready], timeout)
+        for (index, _), row in zip(ready, rows, strict=True):
+            results[index] = row
+        return predictor, results
+
+    def screen_many(self, datas: list[bytes], timeout: float,
+                    keys: list[str]) -> list[dict | ImageError]:
+        """The filter's verdicts on images that came together, in one forward pass."""
+        predictor, rows = self._forward_many(FILTER, datas, timeout, keys)
+        return [row if isinstance(row, ImageError) else predictor.describe_score(row)
+                for row in rows]
+
+    def classify_many(self, datas: list[bytes], timeout: float, top_k: int,
+                      keys: list[str]) -> list[dict | ImageError]:
+        """The classifier's answers for images that came together, in one forward pass."""
+        predictor, rows = self._forward_many(CLASSIFIER, datas, timeout, keys)
+        with self._canonical_lock:
+            for key in keys:
+                self._canonical.pop(key, None)
+        return [row if isinstance(row, ImageError) else predictor.describe_class(row, top_k)
+                for row in rows]
 
     def batch_stats(self) -> dict:
         """Batches run and images served per model, for logs and benchmarks."""

@@ -16,7 +16,14 @@ from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutd
 from sieve.database import Database
 from sieve.events import Events
 from workers import logcontext, metrics, pipeline  # noqa: F401 - logcontext tags log lines
-from workers.celery_app import CLASSIFY_TASK, FILTER_TASK, NOOP_FIRST, NOOP_SECOND
+from workers.celery_app import (
+    CLASSIFY_MANY_TASK,
+    CLASSIFY_TASK,
+    FILTER_MANY_TASK,
+    FILTER_TASK,
+    NOOP_FIRST,
+    NOOP_SECOND,
+)
 from workers.recovery import Recovery
 from workers.serving import ServedModels
 
@@ -62,11 +69,12 @@ class PredictionTask(Task):
     max_retries = 6
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        """Record the failure on the prediction (the worker itself keeps going)."""
+        """Record the failure on the predictions (the worker itself keeps going)."""
+        ids = args[0] if isinstance(args[0], list) else [args[0]]
         try:
-            services().fail(args[0], f"internal error in {self.name}: {exc}")
+            services().fail_many({pid: f"internal error in {self.name}: {exc}" for pid in ids})
         except TRANSIENT:
-            log.exception("could not record the failure of prediction %s", args[0])
+            log.exception("could not record the failure of predictions %s", ids)
 
 
 @shared_task(name=FILTER_TASK, bind=True, base=PredictionTask)
@@ -83,6 +91,22 @@ def classify_image(self, prediction_id: str) -> str:
     """Classify an accepted image (or any image, on the classifier-only path)."""
     pipeline.classify(services(), prediction_id)
     return prediction_id
+
+
+@shared_task(name=FILTER_MANY_TASK, bind=True, base=PredictionTask)
+def filter_images(self, prediction_ids: list[str]) -> list[str]:
+    """Score a submission's images together; the accepted ones go on to the classifier."""
+    accepted = pipeline.screen_many(services(), prediction_ids)
+    if not accepted:
+        self.request.chain = None
+    return accepted
+
+
+@shared_task(name=CLASSIFY_MANY_TASK, bind=True, base=PredictionTask)
+def classify_images(self, prediction_ids: list[str]) -> list[str]:
+    """Classify a submission's accepted images (or all of them, classifier-only) together."""
+    pipeline.classify_many(services(), prediction_ids)
+    return prediction_ids
 
 
 @shared_task(name=NOOP_FIRST)

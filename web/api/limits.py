@@ -66,13 +66,14 @@ def queue_depth() -> int:
 
 
 def check_backpressure(adding: int = 1) -> None:
-    """503 with Retry-After when the queues are too deep (or the broker does not answer)."""
+    """503 with Retry-After when the queues are too deep (or the broker does not answer).
+    A submission adds one message, however many images it holds."""
     bound = current_app.config["SIEVE_MAX_QUEUE_DEPTH"]
     try:
         depth = queue_depth()
     except redis.RedisError as exc:
         fail(503, f"the task queue is unreachable: {exc}", {"Retry-After": "5"})
     if bound > 0 and depth + adding > bound:
-        fail(503, f"the queue holds {depth} images, the bound is {bound}: retry later",
+        fail(503, f"the queue holds {depth} messages, the bound is {bound}: retry later",
              {"Retry-After": str(current_app.config["SIEVE_BACKPRESSURE_RETRY_AFTER"])},
              queue_depth=depth)

@@ -13,7 +13,7 @@ from web.api.limits import check_backpressure
 from web.api.tokens import PREDICT, require_token
 from web.api.uploads import fingerprint, read_uploads
 from web.services import services
-from workers.client import QueueUnavailable, submit
+from workers.client import QueueUnavailable, submit_many
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,10 @@ def create_predictions():
         if held is not None:
             return _replay(held, fingerprint(uploads, pipeline))
     try:
-        check_backpressure(len(uploads))
-        created = [submit(services().celery, db, u.data, u.content_type, pipeline,
-                          u.filename, user_id, g.get("request_id"))
-                   for u in uploads]
+        check_backpressure()  # one message, however many images
+        created = submit_many(services().celery, db,
+                              [(u.data, u.content_type, u.filename) for u in uploads],
+                              pipeline, user_id, g.get("request_id"))
     except QueueUnavailable as exc:
         if key is not None:
             db.release_idempotency_key(user_id, key)
