@@ -149,6 +149,9 @@ def _checks(load: Load, db: Database, args, fault_at: float) -> tuple[list[tuple
     result = outcome(db, tally.told, pending)
     told = len(tally.told)
     faults = load.fault_answers()
+    # An upload Redis would not take is recorded as failed, and its client told 503.
+    refused = sum(n for (state, why), n in result.strays.items()
+                  if state == "failed" and why.startswith("the task queue is unreachable"))
     rows = [
         ("uploads acknowledged (202)", f"{told}", f"{args.uploads}", told == args.uploads),
         ("answers caused by the fault", f"{sum(faults.values())}", "", None),
@@ -156,13 +159,12 @@ def _checks(load: Load, db: Database, args, fault_at: float) -> tuple[list[tuple
           for (status, detail), n in faults.most_common()),
         ("requests without an answer", f"{sum(tally.no_answer.values())} "
                                        f"{dict(tally.no_answer) or ''}", "", None),
-        *loss_rows(tally, result),
+        *loss_rows(tally, result, refused),
     ]
     rows += [(f"  failed: {why[:70]}", f"{n}", "", None)
              for why, n in result.reasons.most_common()]
-    if result.strays:
-        rows.append(("in the database, never acknowledged", f"{dict(result.strays)}", "0",
-                     False))
+    rows += [(f"  never acknowledged, {state}: {why[:60]}", f"{n}", "", None)
+             for (state, why), n in result.strays.most_common()]
     rows.append(("uploads took / all final after the fault",
                  f"{load.uploaded:.0f} / {final_after:.0f} s", "", None))
     return rows, {"result": result}
@@ -290,9 +292,8 @@ def s3_outage(args, images, store_url) -> list[tuple]:
                                    broker_url=run.redis.url, result_backend=run.redis.url,
                                    database_url=run.database_url)
                 celery = create_celery(settings)
-                load = Load(svc, images, args)
-                load.reach(args.uploads // 10)
                 first = submit_run(celery, db, TRAINING)
+                load = Load(svc, images, args)
                 cut = watch.cut.wait(args.settle)
                 cut_at = time.monotonic()
                 try:

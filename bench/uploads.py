@@ -116,7 +116,7 @@ class Outcome:
     states: Counter  # state -> how many of the acknowledged
     final_events: Counter  # final events per acknowledged prediction -> how many
     stored: int  # predictions in the database, of anyone
-    strays: Counter  # state -> predictions in the database that no client was told about
+    strays: Counter  # (state, reason) -> predictions in the database no client was told of
     reasons: Counter  # reason -> how many acknowledged predictions failed with it
 
 
@@ -139,22 +139,29 @@ def settle(db: Database, told: list[str], timeout: float) -> set[str]:
     return pending
 
 
+def _reason(prediction) -> str:
+    """A prediction's reason, numbers blanked so that alike ones add up."""
+    return re.sub(r"\d+", "N", prediction.reason or "")[:120]
+
+
 def outcome(db: Database, told: list[str], pending: set[str]) -> Outcome:
     """Read back from the database what became of the acknowledged predictions."""
     predictions = [db.get_prediction(pid) for pid in told]
     states = Counter(p.state for p in predictions)
-    reasons = Counter(re.sub(r"\d+", "N", p.reason or "")[:120] for p in predictions
-                      if p.state == "failed")
+    reasons = Counter(_reason(p) for p in predictions if p.state == "failed")
     finals = Counter(sum(e["state"] in FINAL_STATES for e in db.events(pid)) for pid in told)
     acknowledged = set(told)
     with db.session() as s:
-        everything = s.execute(select(Prediction.id, Prediction.state)).all()
-    strays = Counter(state for pid, state in everything if pid not in acknowledged)
+        everything = s.execute(select(Prediction.id, Prediction.state,
+                                      Prediction.reason)).all()
+    strays = Counter((row.state, _reason(row)) for row in everything
+                     if row.id not in acknowledged)
     return Outcome(pending, states, finals, len(everything), strays, reasons)
 
 
-def loss_rows(tally: Tally, result: Outcome) -> list[tuple]:
-    """The table rows that compare what clients were told with the database."""
+def loss_rows(tally: Tally, result: Outcome, refused: int = 0) -> list[tuple]:
+    """The table rows that compare what clients were told with the database; `refused`:
+    predictions recorded as failed while their client was told the upload was refused."""
     told = len(tally.told)
     unexpected = tally.unexpected()
     return [
@@ -166,5 +173,7 @@ def loss_rows(tally: Tally, result: Outcome) -> list[tuple]:
         ("final events per prediction", f"{dict(result.final_events)}", "{1: all}",
          set(result.final_events) <= {1}),
         ("states", f"{dict(result.states)}", "", None),
-        ("predictions in the database", f"{result.stored}", f"{told}", result.stored == told),
+        ("predictions in the database", f"{result.stored}",
+         f"{told}" + (f" + {refused} refused" if refused else ""),
+         result.stored == told + refused),
     ]
