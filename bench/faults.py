@@ -11,9 +11,10 @@ fault in the middle:
 - worker-kill: two serving workers; one is SIGKILLed while it runs batches, and a
   replacement starts. Its unacknowledged messages return to the queue after the
   visibility timeout (SIEVE_VISIBILITY_TIMEOUT, 10 s here) and another worker runs them.
-- redis-restart: the redis-server (nothing on disk) is restarted; its queued messages are
-  gone. Workers re-send unfinished predictions enqueued on the old Redis run
-  (workers/recovery.py, every SIEVE_RECOVERY_INTERVAL, 2 s here).
+- redis-restart: the redis-server (nothing on disk) is stopped and started again 2 s
+  later (--redis-down); its queued messages are gone. Workers re-send unfinished
+  predictions enqueued on the old Redis run (workers/recovery.py, every
+  SIEVE_RECOVERY_INTERVAL, 2 s here).
 - s3-outage: the model store is s3:// on moto's S3 server behind a TCP proxy
   (bench.proxy); a training worker runs a small training run, and the proxy is cut when the
   run uploads its second artifact, until the run has ended. Then a second run publishes,
@@ -155,13 +156,13 @@ def _checks(load: Load, db: Database, args, fault_at: float) -> tuple[list[tuple
     rows = [
         ("uploads acknowledged (202)", f"{told}", f"{args.uploads}", told == args.uploads),
         ("answers caused by the fault", f"{sum(faults.values())}", "", None),
-        *((f"  {status}: {detail[:70]}", f"{n}", "", None)
+        *((f"  {status}: {detail[:60]}", f"{n}", "", None)
           for (status, detail), n in faults.most_common()),
         ("requests without an answer", f"{sum(tally.no_answer.values())} "
                                        f"{dict(tally.no_answer) or ''}", "", None),
         *loss_rows(tally, result, refused),
     ]
-    rows += [(f"  failed: {why[:70]}", f"{n}", "", None)
+    rows += [(f"  failed: {why[:60]}", f"{n}", "", None)
              for why, n in result.reasons.most_common()]
     rows += [(f"  never acknowledged, {state}: {why[:60]}", f"{n}", "", None)
              for (state, why), n in result.strays.most_common()]
@@ -216,7 +217,9 @@ def redis_restart(args, images, store_url) -> list[tuple]:
         load = Load(svc, images, args)
         load.reach(args.uploads // 3)
         restart_at = time.monotonic()
-        run.redis.restart()
+        run.redis.stop()  # RedisServer.restart(), with a pause to stay down for
+        time.sleep(args.redis_down)
+        run.redis.start()
         down = time.monotonic() - restart_at
         rows, _ = _checks(load, db, args, restart_at)
         resent = worker.log().count("enqueued again: its message was on a Redis run")
@@ -450,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
                              "for a training run to end (default: 120)")
     parser.add_argument("--outage", type=float, default=5,
                         help="seconds the database is cut off (default: 5)")
+    parser.add_argument("--redis-down", type=float, default=2,
+                        help="seconds Redis stays down when it restarts (default: 2)")
     parser.add_argument("--max-queue-depth", type=int, default=1000,
                         help="SIEVE_MAX_QUEUE_DEPTH of the web tier (default: 1000)")
     parser.add_argument("--model-store", default=None,
