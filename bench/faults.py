@@ -23,7 +23,8 @@ fault in the middle:
   few seconds (open connections reset, new ones refused), then restored.
 
 Checks, after each: every prediction a client got a 202 for reaches a final state with
-exactly one final event; the database holds no prediction no client was told about; no
+exactly one final event, and none of them failed (the models are fine: the fault did it);
+the database holds no prediction no client was told about; no
 answer other than 202 and 503 came back (503s that are not back-pressure are the fault's
 own answers, listed with their detail). For s3-outage also: the run ends (not stuck
 `running`) with a reason, nothing half-published is visible, a later run publishes and is
@@ -162,6 +163,8 @@ def _checks(load: Load, db: Database, args, fault_at: float) -> tuple[list[tuple
                                        f"{dict(tally.no_answer) or ''}", "", None),
         *loss_rows(tally, result, refused),
     ]
+    failed = sum(result.reasons.values())  # the models are fine: the fault did it
+    rows.append(("acknowledged, then failed", f"{failed}", "0", failed == 0))
     rows += [(f"  failed: {why[:60]}", f"{n}", "", None)
              for why, n in result.reasons.most_common()]
     rows += [(f"  never acknowledged, {state}: {why[:60]}", f"{n}", "", None)
@@ -197,14 +200,16 @@ def worker_kill(args, images, store_url) -> list[tuple]:
         replacement = svc.worker("replacement")
         started = time.monotonic() - killed_at
         rows, _ = _checks(load, db, args, killed_at)
-        again = set()
+        again, lost = set(), 0
         for worker in (survivor, replacement):
             again |= _task_log(worker)[0] & in_flight
+            lost += worker.log().count("its message was lost")
         db.dispose()
     return [*rows,
             ("tasks the victim held unfinished when killed", f"{len(in_flight)}", "", None),
             ("of those, delivered again to another worker", f"{len(again)}",
              f"{len(in_flight)}", again == in_flight),
+            ("lost messages sent again by recovery", f"{lost}", "", None),
             ("replacement worker ready after", f"{started:.0f} s", "", None)]
 
 
