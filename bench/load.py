@@ -16,40 +16,15 @@ prediction no client was told about; and no answer other than 202 and 503 came b
 
 import argparse
 import sys
-import threading
 import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-
-import requests
 
 from bench.pipeline import load_settings_store, test_images
 from bench.report import machine, print_table
 from bench.scratch import scratch
 from bench.service import Gunicorn, _token, service_env
+from bench.uploads import loss_rows, outcome, settle, upload
 from sieve.database import Database
-from sieve.models import FINAL_STATES
-from sieve.processes import Worker, wait_for
-
-
-def _client(url: str, token: str, images: list[bytes], quota: int, deadline: float,
-            told: list, answers: Counter, lock: threading.Lock) -> None:
-    """Upload `quota` images, honouring back-pressure, until done or past the deadline."""
-    session = requests.Session()
-    headers = {"Authorization": f"Bearer {token}"}
-    sent = 0
-    while sent < quota and time.monotonic() < deadline:
-        data = images[sent % len(images)]
-        answer = session.post(f"{url}/api/v1/predictions", headers=headers, timeout=60,
-                              files={"image": ("load.png", data, "image/png")})
-        with lock:
-            answers[answer.status_code] += 1
-        if answer.status_code == 202:
-            with lock:
-                told.extend(item["id"] for item in answer.json()["items"])
-            sent += 1
-        elif answer.status_code == 503:
-            time.sleep(float(answer.headers.get("Retry-After", "1")))
+from sieve.processes import Worker
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,10 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     store_url = args.model_store or load_settings_store()
     print(machine(), flush=True)
     images = test_images(200)
-    told: list[str] = []
-    answers: Counter = Counter()
-    lock = threading.Lock()
-
     with scratch("sieve-load-") as run:
         folder, redis_server, database_url = run.folder, run.redis, run.database_url
         env = service_env(redis_server.url, database_url, store_url,
@@ -85,53 +56,23 @@ def main(argv: list[str] | None = None) -> int:
             token = _token(database_url, redis_server.url)
             started = time.monotonic()
             deadline = started + args.seconds
-            quotas = [args.uploads // args.clients + (i < args.uploads % args.clients)
-                      for i in range(args.clients)]
-            with ThreadPoolExecutor(args.clients) as pool:
-                for quota in quotas:
-                    pool.submit(_client, web.url, token, images, quota, deadline, told,
-                                answers, lock)
+            tally = upload(web.url, token, images, args.uploads, args.clients, deadline)
             uploaded = time.monotonic() - started
-            pending = set(told)
-
-            def all_final() -> bool:
-                for pid in list(pending)[:500]:
-                    if db.get_prediction(pid).state in FINAL_STATES:
-                        pending.discard(pid)
-                return not pending
-
-            try:
-                wait_for(all_final, max(10.0, deadline + 60 - time.monotonic()),
-                         "every acknowledged prediction to finish", interval=0.5)
-            except AssertionError:
-                pass
+            pending = settle(db, tally.told, max(10.0, deadline + 60 - time.monotonic()))
             finished = time.monotonic() - started
-            states = Counter(db.get_prediction(pid).state for pid in told)
-            finals = Counter(sum(e["state"] in FINAL_STATES for e in db.events(pid))
-                             for pid in told)
-            stored = db.count_predictions()
+            result = outcome(db, tally.told, pending)
         finally:
             web.stop()
             worker.stop()
             db.dispose()
 
-    unexpected = {code: n for code, n in answers.items() if code not in (202, 503)}
-    rows = [
-        ("uploads acknowledged (202)", f"{len(told)}", f"{args.uploads}",
-         len(told) == args.uploads),
-        ("back-pressure answers (503)", f"{answers.get(503, 0)}", "", None),
-        ("other answers", f"{sum(unexpected.values())} {unexpected or ''}", "0",
-         not unexpected),
-        ("acknowledged and final", f"{len(told) - len(pending)}", f"{len(told)}", not pending),
-        ("final events per prediction", f"{dict(finals)}", "{1: all}",
-         set(finals) == {1}),
-        ("states", f"{dict(states)}", "", None),
-        ("uploading took / everything final after", f"{uploaded:.0f} / {finished:.0f} s", "",
-         None),
-        ("throughput", f"{len(told) / finished:.0f} images/s", "", None),
-    ]
-    rows.append(("predictions in the database", f"{stored}", f"{len(told)}",
-                 stored == len(told)))
+    told = len(tally.told)
+    rows = [("uploads acknowledged (202)", f"{told}", f"{args.uploads}",
+             told == args.uploads),
+            *loss_rows(tally, result),
+            ("uploading took / everything final after",
+             f"{uploaded:.0f} / {finished:.0f} s", "", None),
+            ("throughput", f"{told / finished:.0f} images/s", "", None)]
     print_table(rows)
     return 0 if all(r[3] is not False for r in rows) else 1
 

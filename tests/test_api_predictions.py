@@ -226,3 +226,29 @@ def test_wait_refuses_what_is_not_a_number_of_seconds_in_bounds(client, make_use
                       data=upload(SHIRT)).get_json()["items"][0]["id"]
     problem_of(client.get(f"{PREDICTIONS}/{pid}", headers=user.headers,
                           query_string={"wait": wait}), 400)
+
+
+def test_unreachable_database_answers_503_with_retry_after(make_api_app, make_user):
+    from sieve.processes import free_port
+
+    app = make_api_app()
+    user = make_user(app)
+    down = make_api_app(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/sieve")
+    client = down.test_client()
+    answer = client.post(PREDICTIONS, headers=user.headers, data=upload(SHIRT))
+    assert problem_of(answer, 503)["detail"].startswith("the database is unreachable")
+    assert answer.headers["Retry-After"] == "5"
+
+
+def test_unreachable_database_on_a_page_is_a_503_page(make_api_app):
+    from sqlalchemy.exc import OperationalError
+
+    app = make_api_app()
+
+    @app.get("/needs-the-database")
+    def needs_the_database():
+        raise OperationalError("SELECT 1", {}, ConnectionRefusedError("connection refused"))
+
+    page = app.test_client().get("/needs-the-database")
+    assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+    assert "database did not answer" in page.get_data(as_text=True)

@@ -174,3 +174,24 @@ def test_registry_command_line(s3_store_url, tmp_path, monkeypatch, capsys):
     assert len(json.loads(capsys.readouterr().out)) == 3
     assert registry.main(["promote", "classifier", "v5"]) == 2
     assert "error: classifier v5 is not published" in capsys.readouterr().err
+
+
+def test_s3_upload_refused_half_way_leaves_no_version(s3_store_url, tmp_path):
+    """An upload that S3 refuses is a StoreError (not an unexpected exception), and the
+    half-uploaded version is removed."""
+    import boto3.exceptions
+
+    store = open_store(s3_store_url)
+    upload_file, calls = store.client.upload_file, []
+
+    def refuse_the_second(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise boto3.exceptions.S3UploadFailedError("Failed to upload: AccessDenied")
+        return upload_file(*args, **kwargs)
+
+    store.client.upload_file = refuse_the_second
+    with pytest.raises(StoreError, match="uploading classifier v1 in s3://.* AccessDenied"):
+        _publish(store, tmp_path)
+    assert store.versions("classifier") == []
+    assert not list(store._keys(store._key("classifier", "")))

@@ -185,3 +185,18 @@ def test_flower_runs_against_the_app(settings, tmp_path):
         flower.terminate()
         flower.wait(timeout=30)
         log.close()
+
+
+def test_a_message_lost_on_the_current_redis_run_is_sent_again(redis_server, start_worker,
+                                                                celery_app, db, known_images):
+    """A worker killed between taking a message off the queue and recording it as
+    unacknowledged loses it: Redis did not restart, and the prediction stays queued until
+    recovery finds it untouched for twice the visibility timeout."""
+    import redis
+
+    pid = _send(celery_app, db, known_images[0][0])  # no worker yet
+    redis.Redis.from_url(redis_server.url).delete("filter")  # the message is gone
+    start_worker(SIEVE_VISIBILITY_TIMEOUT="2")
+    finished = _final(db, pid, timeout=60)
+    assert finished.state == DONE
+    assert [e["state"] for e in db.events(pid)].count(DONE) == 1

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
+import boto3.exceptions
 import botocore.exceptions
 from botocore.config import Config
 
@@ -90,6 +91,9 @@ class S3Store(Store):
         except botocore.exceptions.BotoCoreError as exc:
             # No credentials, endpoint unreachable, timeouts after the retries.
             raise StoreError(f"cannot reach the model store {self.url} ({what}): {exc}") from exc
+        except boto3.exceptions.S3UploadFailedError as exc:
+            # upload_file's wrapping of an S3 error answer (access denied, no such bucket).
+            raise StoreError(f"{what} in {self.url} failed: {exc}") from exc
 
     def _key(self, *parts: str) -> str:
         return self.prefix + "/".join(parts)

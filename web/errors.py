@@ -2,9 +2,10 @@
 
 from flask import Flask, current_app, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from web.api.errors import as_problem, problem
+from web.api.errors import DATABASE_RETRY_AFTER, as_problem, database_unavailable, problem
 from workers.client import QueueUnavailable
 
 
@@ -37,6 +38,16 @@ def queue_unavailable(_error: QueueUnavailable):
     return body, status, {"Retry-After": "30"}
 
 
+def database_down(error: OperationalError):
+    """503: the database did not answer (problem details under /api/)."""
+    if request.path.startswith("/api/"):
+        return database_unavailable(error)
+    body, status = _answer(503, "The service is briefly unavailable",
+                           "The database did not answer, so your request was not "
+                           "completed. Please try again in a few seconds.")
+    return body, status, {"Retry-After": DATABASE_RETRY_AFTER}
+
+
 def http_error(error: HTTPException):
     """Any other HTTP error, with its description (problem details under /api/)."""
     if request.path.startswith("/api/"):
@@ -49,4 +60,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(RequestEntityTooLarge, too_large)
     app.register_error_handler(CSRFError, bad_csrf)
     app.register_error_handler(QueueUnavailable, queue_unavailable)
+    app.register_error_handler(OperationalError, database_down)
     app.register_error_handler(HTTPException, http_error)

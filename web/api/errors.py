@@ -1,12 +1,14 @@
 """Errors of the JSON API as problem details (RFC 9457, `application/problem+json`).
 
 Views raise them with `fail(status, detail)`; any other HTTP error under /api/ (an unknown
-path, a wrong method, a crash) is turned into the same shape here.
+path, a wrong method, a crash) is turned into the same shape here. A database that does
+not answer is a 503 with Retry-After, like a queue that does not: the client may retry.
 """
 
 import logging
 
 from flask import Flask, Response, json, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, abort
 from werkzeug.http import HTTP_STATUS_CODES
 
@@ -14,6 +16,7 @@ from web.api import bp
 
 PROBLEM = "application/problem+json"
 API_PREFIX = "/api/"
+DATABASE_RETRY_AFTER = "5"  # seconds; a database restart or fail-over takes about that
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +46,19 @@ def as_problem(exc: HTTPException) -> Response:
     return problem(exc.code or 500, exc.description or "", headers)
 
 
+def database_unavailable(exc: OperationalError) -> Response:
+    """503 with Retry-After: the database did not answer (down, restarting, unreachable)."""
+    log.warning("API request %s %s: the database is unreachable: %s", request.method,
+                request.path, getattr(exc, "orig", None) or exc)
+    return problem(503, "the database is unreachable and the request was not completed: "
+                   f"retry in {DATABASE_RETRY_AFTER} s", {"Retry-After": DATABASE_RETRY_AFTER})
+
+
 @bp.errorhandler(Exception)
 def _view_errors(exc: Exception) -> Response:
     """Any error in an API view as problem details (a crash is logged, then a 500)."""
+    if isinstance(exc, OperationalError):
+        return database_unavailable(exc)
     if not isinstance(exc, HTTPException):
         exc = InternalServerError(original_exception=exc)
     return as_problem(exc)
