@@ -185,3 +185,21 @@ def test_images_together_without_a_model_fail_with_what_to_run(db, settings, tmp
     for pid in ids:
         failed = db.get_prediction(pid)
         assert failed.state == FAILED and "no filter has been trained yet" in failed.reason
+
+
+def test_a_task_that_cannot_reach_redis_leaves_its_prediction_to_recovery(
+        services, known_images, monkeypatch):
+    import kombu.exceptions
+    import redis
+
+    from workers import tasks
+
+    monkeypatch.setitem(tasks._state, "services", services)
+    unreachable, broken = _new_many(services, [known_images[0][0], known_images[1][0]])
+    for exc in (redis.ConnectionError("Error 111 connecting"),
+                kombu.exceptions.OperationalError("Error 111 connecting")):
+        tasks.filter_image.on_failure(exc, "task", (unreachable,), {}, None)
+    assert services.db.get_prediction(unreachable).state == QUEUED
+    tasks.filter_images.on_failure(ValueError("a bug"), "task", ([broken],), {}, None)
+    failed = services.db.get_prediction(broken)
+    assert failed.state == FAILED and "internal error in sieve.filter_many: a bug" in failed.reason

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+import kombu.exceptions
 import redis
 import sqlalchemy.exc
 import torch
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 # Worth another try later: the database or Redis unreachable for a moment.
 TRANSIENT = (sqlalchemy.exc.OperationalError, redis.ConnectionError, redis.TimeoutError)
+# What a task meets when Redis or the database is away, also after its retries, or when
+# the next step of its chain cannot be sent.
+UNREACHABLE = (*TRANSIENT, kombu.exceptions.OperationalError)
 SERVING_QUEUES = {"filter", "classify"}
 
 WAKE_INTERVAL = 0.005  # seconds
@@ -69,8 +73,15 @@ class PredictionTask(Task):
     max_retries = 6
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
-        """Record the failure on the predictions (the worker itself keeps going)."""
+        """Record the failure on the predictions (the worker itself keeps going).
+
+        Not when Redis or the database could not be reached: that says nothing about the
+        images, and the predictions stay unfinished for recovery to send again once the
+        broker is back (see workers.recovery)."""
         ids = args[0] if isinstance(args[0], list) else [args[0]]
+        if isinstance(exc, UNREACHABLE):
+            log.warning("predictions %s left unfinished for recovery: %s", ids, exc)
+            return
         try:
             services().fail_many({pid: f"internal error in {self.name}: {exc}" for pid in ids})
         except TRANSIENT:
