@@ -13,7 +13,9 @@ HTTP to a model Flask app), both under gunicorn.
    (GET /api/v1/predictions/<id>?wait=20) until it is final. Images per second;
    p50/p95/p99 from upload to final state.
 2. The same with batch submissions (16 images per request: one message per model step,
-   one forward pass per model).
+   one forward pass per model), followed with one long poll for all 16
+   (GET /api/v1/predictions?id=...&id=...&wait=20); each image counts the time until
+   all 16 are final.
 3. The baseline with the same clients: one image per request, answered at once.
 4. The limits: batched forward passes of both models, and the no-op two-task chain.
 And the resident memory of the web processes and of the worker.
@@ -113,7 +115,7 @@ def _load(clients: int, jobs: list, one) -> dict:
 
 
 def _service_client(url: str, token: str):
-    """Upload a job's images in one request, then poll each until final."""
+    """Upload a job's images in one request, then long-poll until all are final."""
     headers = {"Authorization": f"Bearer {token}"}
 
     def one(session: requests.Session, images: list[bytes]) -> list[float]:
@@ -122,16 +124,19 @@ def _service_client(url: str, token: str):
         answer = session.post(f"{url}/api/v1/predictions", files=files, headers=headers,
                               timeout=60)
         answer.raise_for_status()
-        latencies = []
-        for item in answer.json()["items"]:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:  # long polls: each answers once final
-                state = session.get(f"{url}/api/v1/predictions/{item['id']}", headers=headers,
-                                    params={"wait": WAIT}, timeout=WAIT + 30).json()["state"]
-                if state in FINAL:
-                    break
-            latencies.append(time.perf_counter() - started)
-        return latencies
+        ids = [item["id"] for item in answer.json()["items"]]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # long polls: each answers once all are final
+            if len(ids) == 1:
+                states = [session.get(f"{url}/api/v1/predictions/{ids[0]}", headers=headers,
+                                      params={"wait": WAIT}, timeout=WAIT + 30).json()["state"]]
+            else:
+                states = [item["state"] for item in session.get(
+                    f"{url}/api/v1/predictions", headers=headers,
+                    params={"id": ids, "wait": WAIT}, timeout=WAIT + 30).json()["items"]]
+            if all(state in FINAL for state in states):
+                break
+        return [time.perf_counter() - started] * len(ids)
 
     return one
 

@@ -49,10 +49,10 @@ class Events:
             return False
         return True
 
-    def subscribe(self, prediction_id: str) -> redis.client.PubSub:
-        """A subscription to one prediction's channel (read with get_message)."""
+    def subscribe(self, *prediction_ids: str) -> redis.client.PubSub:
+        """A subscription to predictions' channels (read with get_message)."""
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(channel(prediction_id))
+        pubsub.subscribe(*(channel(pid) for pid in prediction_ids))
         return pubsub
 
     @staticmethod

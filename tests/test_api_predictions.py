@@ -252,3 +252,41 @@ def test_unreachable_database_on_a_page_is_a_503_page(make_api_app):
     page = app.test_client().get("/needs-the-database")
     assert page.status_code == 503 and page.headers["Retry-After"] == "5"
     assert "database did not answer" in page.get_data(as_text=True)
+
+
+def test_predictions_named_by_id_come_in_that_order(client, make_user):
+    owner, stranger = make_user(), make_user()
+    ids = [item["id"] for item in client.post(PREDICTIONS, headers=owner.headers, data=upload(
+        SHIRT, SHIRT, SHIRT)).get_json()["items"]]
+    chosen = [ids[2], ids[0]]
+    page = client.get(PREDICTIONS, headers=owner.headers, query_string={"id": chosen})
+    assert [item["id"] for item in page.get_json()["items"]] == chosen
+    assert page.get_json()["next_cursor"] is None
+    problem_of(client.get(PREDICTIONS, headers=stranger.headers,
+                          query_string={"id": chosen}), 404)
+    problem_of(client.get(PREDICTIONS, headers=owner.headers,
+                          query_string={"id": ids[0], "state": "queued"}), 400)
+    problem_of(client.get(PREDICTIONS, headers=owner.headers,
+                          query_string={"id": ["x"] * 101}), 400)
+    problem_of(client.get(PREDICTIONS, headers=owner.headers, query_string={"wait": "1"}), 400)
+
+
+def test_wait_on_predictions_named_by_id_answers_once_all_are_final(api_app, client,
+                                                                    make_user):
+    user = make_user()
+    ids = [item["id"] for item in client.post(PREDICTIONS, headers=user.headers, data=upload(
+        SHIRT, SHIRT)).get_json()["items"]]
+
+    def cancel_one_by_one():
+        for pid in ids:
+            time.sleep(0.3)
+            api_app.test_client().post(f"{PREDICTIONS}/{pid}/cancel", headers=user.headers)
+
+    canceller = threading.Thread(target=cancel_one_by_one)
+    canceller.start()
+    started = time.monotonic()
+    answer = client.get(PREDICTIONS, headers=user.headers,
+                        query_string={"id": ids, "wait": "20"})
+    canceller.join(timeout=10)
+    assert [item["state"] for item in answer.get_json()["items"]] == ["cancelled"] * 2
+    assert time.monotonic() - started < 15

@@ -36,6 +36,14 @@ def op(summary: str, responses: dict, scopes=(PREDICT,), **extra) -> dict:
             "responses": responses, **extra}
 
 
+def wait() -> dict:
+    """The `wait` query parameter of a long poll."""
+    return {"name": "wait", "in": "query",
+            "description": "seconds to wait for a final state (default: 0)",
+            "schema": {"type": "number", "minimum": 0,
+                       "maximum": current_app.config["SIEVE_MAX_WAIT_SECONDS"]}}
+
+
 def paths() -> dict:
     """Every path of the API and of the health checks."""
     pid, rid, name = [PREDICTION_ID], [RUN_ID], [MODEL_NAME]
@@ -45,21 +53,22 @@ def paths() -> dict:
                 **LOCATION, **RETRY_AFTER}), "400", "409", "413", "415", "422", "503"),
                 requestBody=UPLOAD, parameters=[{"name": "Idempotency-Key", "in": "header",
                                                  "schema": {"type": "string"}}]),
-            "get": op("List your predictions, newest first", authed(ok("PredictionPage"),
-                                                                    "400"),
+            "get": op("List your predictions, newest first; or those named by `id`, with "
+                      "`wait` once all are final", authed(ok("PredictionPage"), "400", "404"),
                       parameters=[
                           {"name": "state", "in": "query", "schema": {"enum": list(
                               SCHEMAS["Prediction"]["properties"]["state"]["enum"])}},
                           {"name": "limit", "in": "query",
                            "schema": {"type": "integer", "minimum": 1, "maximum": 100}},
-                          {"name": "cursor", "in": "query", "schema": {"type": "string"}}])},
+                          {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                          {"name": "id", "in": "query", "style": "form", "explode": True,
+                           "description": "prediction ids (repeated), instead of a page",
+                           "schema": {"type": "array", "items": {"type": "string"},
+                                      "maxItems": 100}},
+                          wait()])},
         f"{V1}/predictions/{{prediction_id}}": {
             "get": op("One prediction; with `wait`, once it is final (a long poll)",
-                      authed(ok("Prediction"), "400", "404"), parameters=[*pid, {
-                          "name": "wait", "in": "query",
-                          "description": "seconds to wait for a final state (default: 0)",
-                          "schema": {"type": "number", "minimum": 0, "maximum":
-                                     current_app.config["SIEVE_MAX_WAIT_SECONDS"]}}])},
+                      authed(ok("Prediction"), "400", "404"), parameters=[*pid, wait()])},
         f"{V1}/predictions/{{prediction_id}}/events": {
             "get": op("Its state changes as Server-Sent Events", authed(EVENTS, "400", "404"),
                       parameters=[*pid, {"name": "Last-Event-ID", "in": "header",

@@ -18,6 +18,7 @@ from workers.client import QueueUnavailable, submit_many
 log = logging.getLogger(__name__)
 
 UNFINISHED = tuple(state for state in STATES if state not in FINAL_STATES)
+MOST_IDS = 100  # predictions named in one GET /predictions?id=...
 
 
 def present(data: dict) -> dict:
@@ -98,7 +99,12 @@ def _replay(held, expected: str) -> Response:
 @bp.get("/predictions")
 @require_token(PREDICT)
 def list_predictions():
-    """The token owner's predictions, newest first, a page at a time."""
+    """The token owner's predictions, newest first, a page at a time; or, with `id`
+    (repeated), those predictions, and with `wait` once all of them are final."""
+    if "id" in request.args:
+        return _chosen_predictions(request.args.getlist("id"))
+    if "wait" in request.args:
+        fail(400, "wait needs the predictions to wait for: name them with id")
     state = request.args.get("state")
     if state is not None and state not in STATES:
         fail(400, f"unknown state {state!r}: choose one of {', '.join(STATES)}")
@@ -117,6 +123,28 @@ def list_predictions():
     return {"items": items, "next_cursor": items[-1]["id"] if more else None}
 
 
+def _chosen_predictions(ids: list[str]) -> dict:
+    """The predictions named by `id`, in that order (all the owner's, or 404), after
+    waiting for all of them to be final when `wait` asks for it."""
+    if not 1 <= len(ids) <= MOST_IDS:
+        fail(400, f"name 1 to {MOST_IDS} predictions with id")
+    if {"state", "limit", "cursor"} & set(request.args):
+        fail(400, "id cannot be combined with state, limit or cursor")
+    seconds = _wait_seconds()
+    db, user_id = services().db, g.api_user.id
+
+    def read() -> list:
+        found = db.user_predictions_by_id(user_id, ids)
+        if len(found) < len(set(ids)):
+            missing = next(pid for pid in ids if pid not in {p.id for p in found})
+            fail(404, f"no prediction {missing}")
+        by_id = {p.id: p for p in found}
+        return [by_id[pid] for pid in ids]
+
+    found = _until_final(ids, seconds, read) if seconds > 0 else read()
+    return {"items": [present(describe(p)) for p in found], "next_cursor": None}
+
+
 @bp.get("/predictions/<prediction_id>")
 @require_token(PREDICT)
 def get_prediction(prediction_id: str):
@@ -125,7 +153,8 @@ def get_prediction(prediction_id: str):
     seconds = _wait_seconds()
     prediction = owned_prediction(prediction_id)
     if seconds > 0 and not prediction.final:
-        prediction = _until_final(prediction_id, seconds)
+        prediction = _until_final([prediction_id], seconds,
+                                  lambda: [services().db.get_prediction(prediction_id)])[0]
     return present(describe(prediction))
 
 
@@ -144,24 +173,25 @@ def _wait_seconds() -> float:
     return seconds
 
 
-def _until_final(prediction_id: str, seconds: float):
-    """The prediction once it is final, or as it is after `seconds`. Woken by its
-    pub/sub channel; the database is read again at least every second regardless."""
+def _until_final(prediction_ids: list[str], seconds: float, read) -> list:
+    """What `read()` returns (the predictions) once all of them are final, or after
+    `seconds`. Woken by their pub/sub channels; read again at least every second
+    regardless, since a published message can be lost."""
     svc = services()
     deadline = time.monotonic() + seconds
     try:
-        # Subscribed before the record is read again, so that no change slips between.
-        pubsub = svc.events.subscribe(prediction_id)
+        # Subscribed before the records are read again, so that no change slips between.
+        pubsub = svc.events.subscribe(*prediction_ids)
     except redis.RedisError as exc:
         log.warning("waiting for %s: polling, Redis pub/sub is unreachable: %s",
-                    prediction_id, exc)
+                    prediction_ids[0], exc)
         pubsub = None
     try:
         while True:
-            prediction = svc.db.get_prediction(prediction_id)
+            found = read()
             remaining = deadline - time.monotonic()
-            if prediction.final or remaining <= 0:
-                return prediction
+            if all(p.final for p in found) or remaining <= 0:
+                return found
             svc.events.wait(pubsub, min(1.0, remaining))
     finally:
         if pubsub is not None:
