@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=320,
                         help="images per measurement (default: 320)")
+    parser.add_argument("--batch-images", type=int, default=1600,
+                        help=f"images sent in batches of {BATCH} (default: 1600)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32],
                         help="concurrent clients (default: 1 8 32)")
     parser.add_argument("--model-store", default=None,
@@ -216,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                 singles = [[data] for data in images]
                 results[("service", clients)] = _load(clients, singles, service)
                 results[("baseline", clients)] = _load(clients, singles, baseline)
-            batches = [images[i:i + BATCH] for i in range(0, len(images), BATCH)]
+            many = [images[i % len(images)] for i in range(args.batch_images)]
+            batches = [many[i:i + BATCH] for i in range(0, len(many), BATCH)]
             top = max(args.clients)
             results[("batch", top)] = _load(min(top, len(batches)), batches, service)
             memory = [_rss_mb(pid) for pid in _children(web.process.pid)]

@@ -1,10 +1,13 @@
 """Tokens: hashed at rest, shown once, scoped, revocable; rate limits per token."""
 
 import hashlib
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 
 from sieve.database import Database
+from sieve.models import ApiToken
 from web.accounts import create_user
 from web.api.tokens import create_token, revoke_token
 
@@ -32,6 +35,21 @@ def test_token_is_stored_as_its_hash_and_revocation_refuses_it(api_app, client, 
         assert not revoke_token(user.id, tokens[0].id)
     answer = client.get(PREDICTIONS, headers=user.headers)
     assert answer.status_code == 401 and "revoked" in answer.get_json()["detail"]
+
+
+def test_last_use_is_recorded_at_most_once_a_minute(api_app, client, make_user):
+    user = make_user()
+    db = Database(api_app.config["DATABASE_URL"])
+    assert db.api_tokens(user.id)[0].last_used_at is None
+    client.get(PREDICTIONS, headers=user.headers)
+    first = db.api_tokens(user.id)[0].last_used_at
+    assert first is not None
+    client.get(PREDICTIONS, headers=user.headers)
+    assert db.api_tokens(user.id)[0].last_used_at == first  # within the minute: no write
+    with db.session() as s:
+        s.execute(update(ApiToken).values(last_used_at=first - timedelta(minutes=2)))
+    client.get(PREDICTIONS, headers=user.headers)
+    assert db.api_tokens(user.id)[0].last_used_at > first
 
 
 def test_a_token_without_the_scope_is_403(client, make_user):

@@ -67,7 +67,7 @@ def authenticate(*scopes: str) -> tuple[ApiToken, User]:
              {"WWW-Authenticate": f'Bearer realm="sieve", error="insufficient_scope", '
                                   f'scope="{" ".join(scopes)}"'})
     check_rate(token.id)
-    services().db.touch_api_token(token.id)
+    services().db.touch_api_token(token)
     return token, user
 
 
