@@ -315,16 +315,35 @@ class Database:
 
     # Training runs
 
-    def create_training_run(self, model: str, params: dict,
-                            user_id: int | None = None) -> TrainingRun:
+    def create_training_run(self, model: str, params: dict, user_id: int | None = None,
+                            broker_epoch: str | None = None) -> TrainingRun:
         """A new training run in state `queued`."""
         now = utcnow()
         run = TrainingRun(id=uuid.uuid4().hex, model=model, params=params, user_id=user_id,
-                          state=QUEUED, cancel_requested=False, log="", created_at=now,
-                          updated_at=now)
+                          state=QUEUED, cancel_requested=False, log="",
+                          broker_epoch=broker_epoch, created_at=now, updated_at=now)
         with self.session() as s:
             s.add(run)
         return run
+
+    def queued_runs_outside(self, broker_epoch: str, idle_for: float = 5.0
+                            ) -> list[TrainingRun]:
+        """Queued training runs last sent to another Redis run (or never sent), untouched
+        for `idle_for` seconds (one being submitted right now is left alone)."""
+        before = utcnow() - timedelta(seconds=idle_for)
+        with self.session() as s:
+            return list(s.scalars(
+                select(TrainingRun)
+                .where(TrainingRun.state == QUEUED, TrainingRun.updated_at < before,
+                       or_(TrainingRun.broker_epoch.is_(None),
+                           TrainingRun.broker_epoch != broker_epoch))
+                .order_by(TrainingRun.created_at)))
+
+    def mark_training_run_sent(self, run_id: str, broker_epoch: str) -> None:
+        """Record which Redis (by run id) holds the training run's message."""
+        with self.session() as s:
+            s.execute(update(TrainingRun).where(TrainingRun.id == run_id)
+                      .values(broker_epoch=broker_epoch))
 
     def get_training_run(self, run_id: str) -> TrainingRun | None:
         """One training run by id, or None."""

@@ -194,6 +194,9 @@ class TrainingRun(Base):
     promoted: Mapped[str | None] = mapped_column(Text)
     task_id: Mapped[str | None] = mapped_column(String(64))
     worker: Mapped[str | None] = mapped_column(String(255))
+    # Redis run id current when the run was last sent (as on predictions): a queued run
+    # sent to a Redis that has restarted since is sent again (see workers/runs.py).
+    broker_epoch: Mapped[str | None] = mapped_column(String(64))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -136,3 +136,21 @@ def test_a_failing_run_is_failed_with_the_reason(service, tmp_path):
     state, run = _execute(celery, db, store, {**QUICK, "data_dir": str(tmp_path / "none")})
     assert state == FAILED and run.reason and "none" in run.reason
     assert "error:" in run.log
+
+
+def test_a_queued_run_lost_in_a_redis_restart_is_sent_again(redis_server, celery_app, db):
+    import redis
+
+    queue = redis.Redis.from_url(redis_server.url)
+    queue.delete("training")
+    run = runs.submit_run(celery_app, db, QUICK)
+    assert queue.llen("training") == 1
+    assert runs.resend_lost_runs(celery_app, db, idle_for=0) == []  # its Redis still runs
+    redis_server.restart()  # keeps nothing on disk: the message is gone
+    assert queue.llen("training") == 0
+    assert [r.id for r in runs.resend_lost_runs(celery_app, db, idle_for=0)] == [run.id]
+    assert queue.llen("training") == 1
+    assert db.get_training_run(run.id).broker_epoch == queue.info("server")["run_id"]
+    assert runs.resend_lost_runs(celery_app, db, idle_for=0) == []  # sent once
+    db.finish_training_run(run.id, CANCELLED, (QUEUED,))
+    queue.delete("training")

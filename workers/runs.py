@@ -30,7 +30,7 @@ from sieve.models import FAILED, QUEUED, TrainingRun
 from training.cli import HelpFormatter
 from training.config import MODELS, OPTIMIZERS
 from workers.celery_app import TRAIN_TASK
-from workers.client import QueueUnavailable, _redis
+from workers.client import QueueUnavailable, _redis, broker_epoch
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,8 @@ def submit_run(celery: Celery, db: Database, params: dict,
     and QueueUnavailable (after marking the run failed) when the broker cannot take it.
     """
     clean = validate(params)
-    run = db.create_training_run(clean["model"], clean, user_id)
+    epoch = broker_epoch(celery)
+    run = db.create_training_run(clean["model"], clean, user_id, broker_epoch=epoch)
     try:
         celery.send_task(TRAIN_TASK, args=(run.id,))
     except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
@@ -152,6 +153,21 @@ def submit_run(celery: Celery, db: Database, params: dict,
         raise QueueUnavailable(f"the task queue is unreachable: {exc}") from exc
     announce(celery.conf.sieve.redis_url, run)
     return run
+
+
+def resend_lost_runs(celery: Celery, db: Database, idle_for: float = 5.0
+                     ) -> list[TrainingRun]:
+    """Send again the queued runs whose message was on a Redis run that has ended (a Redis
+    without persistence forgets its queues when it restarts). A run delivered twice
+    starts once: only a queued run can start."""
+    epoch = broker_epoch(celery, fresh=True)  # read before sending, as for predictions
+    lost = db.queued_runs_outside(epoch, idle_for)
+    for run in lost:
+        celery.send_task(TRAIN_TASK, args=(run.id,))
+        db.mark_training_run_sent(run.id, epoch)
+        log.warning("training run %s sent again: its message was on a Redis run that has "
+                    "ended", run.id)
+    return lost
 
 
 def fail_stale_runs(db: Database, stale_after: float, redis_url: str | None = None

@@ -5,20 +5,23 @@ A training run is not redelivered: the task acknowledges its message when it sta
 (no acks_late), so a worker that dies mid-run does not hand the run to another worker
 half-way; instead its heartbeat stops and the run is marked failed (see
 `workers.runs.fail_stale_runs`, run by every worker's watch thread and by `get_run`).
+The same thread sends again the queued runs whose message a Redis restart lost.
 """
 
 import logging
 import threading
 
+import kombu.exceptions
 import redis
 import sqlalchemy.exc
-from celery import shared_task
+from celery import Celery, shared_task
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from sieve.database import Database
 from workers import trainer
 from workers.celery_app import TRAIN_TASK
-from workers.runs import fail_stale_runs
+from workers.client import QueueUnavailable
+from workers.runs import fail_stale_runs, resend_lost_runs
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +69,28 @@ def _one_training_at_a_time(sender, **_kwargs) -> None:
 class StaleRunWatch(threading.Thread):
     """Marks failed the runs whose training worker stopped sending heartbeats."""
 
-    def __init__(self, db: Database, stale_after: float, redis_url: str):
+    def __init__(self, celery: Celery, db: Database, stale_after: float):
         super().__init__(daemon=True, name="stale-training-runs")
-        self.db, self.stale_after, self.redis_url = db, stale_after, redis_url
+        self.celery, self.db, self.stale_after = celery, db, stale_after
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        """A pass every third of the stale period (1 to 30 s)."""
+        """A pass every third of the stale period (1 to 30 s): fail the dead runs, send
+        again the queued runs that a Redis restart lost."""
         while not self.stopped.wait(min(30.0, max(1.0, self.stale_after / 3))):
             try:
-                fail_stale_runs(self.db, self.stale_after, self.redis_url)
-            except (sqlalchemy.exc.OperationalError, redis.RedisError) as exc:
-                log.warning("stale training-run check skipped: %s", exc)
+                fail_stale_runs(self.db, self.stale_after, self.celery.conf.sieve.redis_url)
+                resend_lost_runs(self.celery, self.db)
+            except (sqlalchemy.exc.OperationalError, redis.RedisError,
+                    kombu.exceptions.OperationalError, QueueUnavailable) as exc:
+                log.warning("training-run checks skipped: %s", exc)
 
 
 @worker_ready.connect
 def _watch_stale_runs(sender, **_kwargs) -> None:
     """Every worker watches for dead training runs, so one dead worker is always noticed."""
     settings = sender.app.conf.sieve
-    watch = StaleRunWatch(database(), settings.training_stale_after, settings.redis_url)
+    watch = StaleRunWatch(sender.app, database(), settings.training_stale_after)
     watch.start()
     _state["watch"] = watch
 
