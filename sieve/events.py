@@ -55,6 +55,16 @@ class Events:
         pubsub.subscribe(*(channel(pid) for pid in prediction_ids))
         return pubsub
 
+    def subscribe_or_none(self, *prediction_ids: str) -> redis.client.PubSub | None:
+        """`subscribe`, or None (logged) when Redis is unreachable: the caller then polls
+        the database with `wait`, which sleeps without a subscription."""
+        try:
+            return self.subscribe(*prediction_ids)
+        except redis.RedisError as exc:
+            log.warning("following %s: polling, Redis pub/sub is unreachable: %s",
+                        prediction_ids[0], exc)
+            return None
+
     @staticmethod
     def wait(pubsub: redis.client.PubSub | None, seconds: float) -> None:
         """Until a message on the subscription, or `seconds`. A caller reads the database

@@ -6,11 +6,9 @@ to keep proxies from closing it, and ends after the final state (or after
 SIEVE_SSE_MAX_SECONDS, when the client reconnects with its Last-Event-ID).
 """
 
-import logging
 import time
 from collections.abc import Iterator
 
-import redis
 from flask import Response, current_app, json, request
 
 from sieve.models import FINAL_STATES
@@ -19,8 +17,6 @@ from web.api.errors import fail
 from web.api.predictions import owned_prediction, present
 from web.api.tokens import PREDICT, require_token
 from web.services import Services, services
-
-log = logging.getLogger(__name__)
 
 
 def format_event(event: dict, data: dict) -> str:
@@ -59,13 +55,8 @@ def prediction_events(prediction_id: str):
 def _stream(svc: Services, prediction_id: str, after: int, first: list[dict], final: bool,
             keepalive: float, max_seconds: float, links: dict) -> Iterator[str]:
     """The event stream: what is recorded after `after`, then changes as they come."""
-    try:
-        # Subscribed before the record is read again, so that no change slips between.
-        pubsub = None if final else svc.events.subscribe(prediction_id)
-    except redis.RedisError as exc:
-        log.warning("events of %s: polling, Redis pub/sub is unreachable: %s",
-                    prediction_id, exc)
-        pubsub = None
+    # Subscribed before the record is read again, so that no change slips between.
+    pubsub = None if final else svc.events.subscribe_or_none(prediction_id)
     try:
         yield "retry: 2000\n\n"
         pending, last = first, after

@@ -1,9 +1,7 @@
 """Predictions: submit images, read one or a page of them, cancel one."""
 
-import logging
 import time
 
-import redis
 from flask import Response, current_app, g, json, request, url_for
 
 from sieve.models import CANCELLED, FINAL_STATES, STATES, describe
@@ -14,8 +12,6 @@ from web.api.tokens import PREDICT, require_token
 from web.api.uploads import fingerprint, read_uploads
 from web.services import services
 from workers.client import QueueUnavailable, submit_many
-
-log = logging.getLogger(__name__)
 
 UNFINISHED = tuple(state for state in STATES if state not in FINAL_STATES)
 MOST_IDS = 100  # predictions named in one GET /predictions?id=...
@@ -179,13 +175,8 @@ def _until_final(prediction_ids: list[str], seconds: float, read) -> list:
     regardless, since a published message can be lost."""
     svc = services()
     deadline = time.monotonic() + seconds
-    try:
-        # Subscribed before the records are read again, so that no change slips between.
-        pubsub = svc.events.subscribe(*prediction_ids)
-    except redis.RedisError as exc:
-        log.warning("waiting for %s: polling, Redis pub/sub is unreachable: %s",
-                    prediction_ids[0], exc)
-        pubsub = None
+    # Subscribed before the records are read again, so that no change slips between.
+    pubsub = svc.events.subscribe_or_none(*prediction_ids)
     try:
         while True:
             found = read()
