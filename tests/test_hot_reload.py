@@ -17,9 +17,9 @@ def test_a_promotion_is_served_without_failing_predictions(trained_store, known_
     for _ in range(3):
         copy_version(trained_store, store, "classifier")
     registry.promote("classifier", "v1", store=store)
-    models = ServedModels(str(store.root), max_wait=0, reload_interval=0.2)
+    models = ServedModels(str(store.root), reload_interval=0.2)
     data = known_images[0][0]
-    assert models.classify(data, 10)["version"] == "v1"
+    assert models.classify_many([data], 10, 3, ["k"])[0]["version"] == "v1"
 
     registry.promote("classifier", "v2", store=store)
     answers, errors, stop = [], [], threading.Event()
@@ -27,7 +27,7 @@ def test_a_promotion_is_served_without_failing_predictions(trained_store, known_
     def predict():
         while not stop.is_set():
             try:
-                answers.append(models.classify(data, 10)["version"])
+                answers.append(models.classify_many([data], 10, 3, ["k"])[0]["version"])
             except Exception as exc:  # noqa: BLE001 - any failure is what the test counts
                 errors.append(exc)
 
@@ -48,4 +48,4 @@ def test_a_promotion_is_served_without_failing_predictions(trained_store, known_
     registry.promote("classifier", "v3", store=store)
     with pytest.raises(StoreError, match="damaged"):
         models.reload("classifier")
-    assert models.classify(data, 10)["version"] == "v2"
+    assert models.classify_many([data], 10, 3, ["k"])[0]["version"] == "v2"

@@ -17,7 +17,7 @@ from workers.serving import ServedModels
 def services(db, settings, trained_store):
     """Services as a worker process builds them, on the test store."""
     return pipeline.Services(db=db, events=Events(settings.redis_url),
-                             models=ServedModels(str(trained_store.root), max_wait=0),
+                             models=ServedModels(str(trained_store.root)),
                              time_limit=30, top_k=3)
 
 
@@ -121,7 +121,7 @@ def test_state_changes_are_published(services, known_images):
 
 def test_publishing_without_redis_is_not_an_error(db, trained_store, known_images):
     offline = pipeline.Services(db=db, events=Events("redis://127.0.0.1:1/0"),
-                                models=ServedModels(str(trained_store.root), max_wait=0))
+                                models=ServedModels(str(trained_store.root)))
     pid = _new(offline, known_images[0][0], "classifier")
     pipeline.classify(offline, pid)
     assert db.get_prediction(pid).state == DONE  # the database holds the record

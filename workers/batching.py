@@ -1,15 +1,16 @@
-"""Micro-batching: images that wait at the same time go through the model in one pass.
+"""Micro-batching: items that wait at the same time are run together.
 
-Task threads `submit` one preprocessed image each and wait on a future; one thread per
-model takes whatever is waiting (up to `max_size`), runs a single forward pass and hands
-each task its row. While a batch runs, new images queue up, so the batch size follows the
-load by itself.
+Threads `submit` one item each and wait on a future; one batch thread takes whatever is
+waiting (up to `max_size`), runs it in one call and hands each thread its result. While a
+batch runs, new items queue up, so the batch size follows the load by itself. The workers
+use it for whole pipeline steps (the prediction ids of single-image tasks, see
+`workers.tasks.steps`) and, under those, for the forward passes of each model.
 
-A task `announce`s its image before it starts decoding it. The batch thread waits (at most
-`max_wait` seconds after the first image) only while announced images are on their way:
-a lone image never waits for company that is not coming. And when nothing else is waiting
-or on its way and the model is idle, the task runs its image through the model in its own
-thread: no hand-over between threads for the common case of a quiet worker.
+A thread may `announce` an item before it prepares it. The batch thread waits (at most
+`max_wait` seconds after the first item) only while announced items are on their way: a
+lone item never waits for company that is not coming. And when nothing else is waiting or
+on its way and no batch is running, a thread runs its item in its own thread: no
+hand-over between threads for the common case of a quiet worker.
 """
 
 import logging
@@ -28,10 +29,11 @@ class MicroBatcher:
     """Collects items from many threads and runs them through `run` in batches."""
 
     def __init__(self, run: Callable[[list], list], max_size: int = 32,
-                 max_wait: float = 0.002, name: str = "model"):
+                 max_wait: float = 0.002, name: str = "model", observed: bool = True):
         if max_size < 1:
             raise ValueError("the maximum batch size must be at least 1")
         self.run, self.max_size, self.max_wait, self.name = run, max_size, max_wait, name
+        self.observed = observed  # in the batch metrics (the forward passes)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -126,9 +128,12 @@ class MicroBatcher:
         seconds = time.perf_counter() - started
         self.batches += 1
         self.items += len(items)
-        metrics.BATCH_SIZE.labels(self.name).observe(len(items))
-        metrics.FORWARD_SECONDS.labels(self.name).observe(seconds)
-        log.info("%s batch of %d in %.1f ms", self.name, len(items), seconds * 1000)
+        if self.observed:
+            metrics.BATCH_SIZE.labels(self.name).observe(len(items))
+            metrics.FORWARD_SECONDS.labels(self.name).observe(seconds)
+            log.info("%s batch of %d in %.1f ms", self.name, len(items), seconds * 1000)
+        else:
+            log.info("%s of %d in %.1f ms", self.name, len(items), seconds * 1000)
         return results
 
     def _loop(self) -> None:

@@ -107,64 +107,18 @@ def _reason(services: Services, exc: Exception) -> str:
 EXPECTED = (ImageError, ModelUnavailable, TimeoutError)
 
 
-def _guarded(services: Services, prediction_id: str, step, *args) -> dict | None:
-    """Run a model step; a bad image, a missing model or a timeout fails the prediction."""
-    try:
-        return step(*args)
-    except EXPECTED as exc:
-        services.fail(prediction_id, _reason(services, exc))
-    return None
-
-
 def screen(services: Services, prediction_id: str) -> bool:
-    """Filter step. True when the chain should go on to the classifier."""
-    prediction = services.db.work_item(prediction_id)
-    if prediction is None:
-        log.error("prediction %s does not exist; dropping its task", prediction_id)
-        return False
-    if prediction.state == CLASSIFYING:
-        return True  # screened on an earlier delivery; the classifier step is idempotent
-    if prediction.state not in (QUEUED, FILTERING):
-        return False  # final, or cancelled meanwhile
-    if prediction.state == QUEUED and not services.move(prediction_id, FILTERING, (QUEUED,)):
-        return screen(services, prediction_id)  # another delivery moved it: look again
-    data = _image(services, prediction)
-    if data is None:
-        return False
-    verdict = _guarded(services, prediction_id, services.models.screen, data,
-                       services.time_limit, prediction_id)
-    if verdict is None:
-        return False
-    fields = _verdict_fields(verdict)
-    if not verdict["accepted"]:
-        services.move(prediction_id, REJECTED, (FILTERING,), **fields, reason=REJECTED_REASON)
-        return False
-    return services.move(prediction_id, CLASSIFYING, (FILTERING,), **fields)
+    """Filter step of one prediction. True when the chain should go on to the classifier."""
+    return prediction_id in screen_many(services, [prediction_id])
 
 
 def classify(services: Services, prediction_id: str) -> None:
-    """Classifier step: records class, top-k probabilities and model versions."""
-    prediction = services.db.work_item(prediction_id)
-    if prediction is None:
-        log.error("prediction %s does not exist; dropping its task", prediction_id)
-        return
-    if prediction.state == QUEUED and prediction.pipeline == CLASSIFY_ONLY:
-        if not services.move(prediction_id, CLASSIFYING, (QUEUED,)):
-            classify(services, prediction_id)  # another delivery moved it: look again
-            return
-    elif prediction.state != CLASSIFYING:
-        return  # final, or not screened yet (a stale message): nothing to do here
-    data = _image(services, prediction)
-    if data is None:
-        return
-    answer = _guarded(services, prediction_id, services.models.classify, data,
-                      services.time_limit, services.top_k, prediction_id)
-    if answer is None:
-        return
-    services.move(prediction_id, DONE, (CLASSIFYING,), **_answer_fields(prediction, answer))
+    """Classifier step of one prediction: records class, top-k probabilities, versions."""
+    classify_many(services, [prediction_id])
 
 
-# Many images of one submission: the same steps, with one query, one forward pass and one
+# The steps run for many predictions at once (a submission's images, or the images that
+# wait in a worker at the same moment): one query, one forward pass per model and one
 # transaction per state change for all of them.
 
 def _run_many(services: Services, items: list, step, *args) -> list[tuple]:
@@ -187,7 +141,7 @@ def _run_many(services: Services, items: list, step, *args) -> list[tuple]:
 
 
 def screen_many(services: Services, prediction_ids: list[str]) -> list[str]:
-    """Filter step for images submitted together: the ids that go on to the classifier.
+    """Filter step for several images: the ids that go on to the classifier.
 
     A prediction another delivery is moving (not `queued` for this one) is left to it;
     one already screened goes on; final or cancelled ones are skipped."""
@@ -207,7 +161,7 @@ def screen_many(services: Services, prediction_ids: list[str]) -> list[str]:
 
 
 def classify_many(services: Services, prediction_ids: list[str]) -> None:
-    """Classifier step for images submitted together (screened, or classifier-only)."""
+    """Classifier step for several images (screened, or classifier-only)."""
     items = services.db.work_items(prediction_ids)
     moved = services.move_many({item.id: {} for item in items if item.state == QUEUED
                                 and item.pipeline == CLASSIFY_ONLY}, CLASSIFYING, (QUEUED,))

@@ -1,7 +1,9 @@
-"""The models a serving worker runs: loaded once per process, fed by micro-batchers.
+"""The models a serving worker runs: loaded once per process.
 
-Decoding and preprocessing run in the task's own thread (a broken image fails only its
-own prediction); the forward pass runs in the model's batch thread.
+A pipeline step hands over the images of the predictions it runs together (see
+`workers.tasks.steps`): each is decoded and preprocessed (a broken image fails only its
+own prediction), then all go through the model in forward passes of at most `max_batch`,
+one pass at a time per model.
 
 Hot reload: every `reload_interval` seconds (SIEVE_MODEL_RELOAD_INTERVAL) a background
 thread asks the model store which version is served (the `production` alias, else the
@@ -37,8 +39,8 @@ class ServedModels:
     """The filter and the classifier of one worker process, loaded on first use."""
 
     def __init__(self, store_url: str | None = None, max_batch: int = 32,
-                 max_wait: float = 0.002, reload_interval: float = 0.0):
-        self.store_url, self.max_batch, self.max_wait = store_url, max_batch, max_wait
+                 reload_interval: float = 0.0):
+        self.store_url, self.max_batch = store_url, max_batch
         self.reload_interval = reload_interval  # 0: load once, never look again
         self._lock = threading.Lock()
         self._store: Store | None = None
@@ -68,8 +70,7 @@ class ServedModels:
                 self._predictors[name] = predictor
                 metrics.serving(name, predictor.version)
                 self._checked[name] = time.monotonic()
-                self._batchers[name] = MicroBatcher(_run_batch, self.max_batch,
-                                                    self.max_wait, name)
+                self._batchers[name] = MicroBatcher(_run_batch, self.max_batch, 0, name)
                 log.info("serving %s %s", name, predictor.version)
             elif self._reload_due(name):
                 self._reloading.add(name)
@@ -129,34 +130,9 @@ class ServedModels:
                     self._canonical.popitem(last=False)
         return canonical
 
-    def _forward(self, name: str, data: bytes, timeout: float, key: str | None):
-        """Preprocess here, then get the image's row from one (batched) forward pass."""
-        predictor = self.predictor(name)
-        batcher = self._batchers[name]
-        batcher.announce()
-        try:
-            canonical = self._preprocess(predictor, data, key)
-        except BaseException:
-            batcher.withdraw()
-            raise
-        return predictor, batcher((predictor, canonical), timeout, announced=True)
-
-    def screen(self, data: bytes, timeout: float, key: str | None = None) -> dict:
-        """The filter's verdict on one image (`key`: the prediction id, for reuse)."""
-        predictor, score = self._forward(FILTER, data, timeout, key)
-        return predictor.describe_score(score)
-
-    def classify(self, data: bytes, timeout: float, top_k: int = 3,
-                 key: str | None = None) -> dict:
-        """The classifier's answer for one image."""
-        predictor, row = self._forward(CLASSIFIER, data, timeout, key)
-        with self._canonical_lock:
-            self._canonical.pop(key, None)  # the last step: no one needs it any more
-        return predictor.describe_class(row, top_k)
-
     def _forward_many(self, name: str, datas: list[bytes], timeout: float,
                       keys: list[str]) -> tuple[Predictor, list]:
-        """For images that came together: each one's row from forward passes of them all,
+        """Each image's row from forward passes of them all (at most `max_batch` each),
         or the ImageError that its decoding raised."""
         predictor = self.predictor(name)
         results: list = [None] * len(datas)
@@ -173,14 +149,14 @@ class ServedModels:
 
     def screen_many(self, datas: list[bytes], timeout: float,
                     keys: list[str]) -> list[dict | ImageError]:
-        """The filter's verdicts on images that came together, in one forward pass."""
+        """The filter's verdicts on images (`keys`: their prediction ids, for reuse)."""
         predictor, rows = self._forward_many(FILTER, datas, timeout, keys)
         return [row if isinstance(row, ImageError) else predictor.describe_score(row)
                 for row in rows]
 
     def classify_many(self, datas: list[bytes], timeout: float, top_k: int,
                       keys: list[str]) -> list[dict | ImageError]:
-        """The classifier's answers for images that came together, in one forward pass."""
+        """The classifier's answers for images."""
         predictor, rows = self._forward_many(CLASSIFIER, datas, timeout, keys)
         with self._canonical_lock:
             for key in keys:

@@ -17,6 +17,7 @@ from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutd
 from sieve.database import Database
 from sieve.events import Events
 from workers import logcontext, metrics, pipeline  # noqa: F401 - logcontext tags log lines
+from workers.batching import MicroBatcher
 from workers.celery_app import (
     CLASSIFY_MANY_TASK,
     CLASSIFY_TASK,
@@ -48,18 +49,59 @@ def services() -> pipeline.Services:
     """This process's database, events and models, created on first use (after a fork)."""
     with _state_lock:
         if "services" not in _state:
-            from workers import app
-            settings = app.conf.sieve
+            settings = services_settings()
             # Small models: one thread per forward pass leaves the other core to the task
             # threads, instead of a second OpenMP thread spinning between passes.
             torch.set_num_threads(settings.torch_threads)
             _state["services"] = pipeline.Services(
                 db=Database(settings.database_url), events=Events(settings.redis_url),
                 models=ServedModels(max_batch=settings.batch_max_size,
-                                    max_wait=settings.batch_max_wait,
                                     reload_interval=settings.model_reload_interval),
                 time_limit=settings.task_time_limit, top_k=settings.top_k)
         return _state["services"]
+
+
+def steps() -> dict[str, MicroBatcher]:
+    """This process's batchers of whole pipeline steps, one per step.
+
+    A single-image task hands its prediction id to its step's batcher and waits: the ids
+    that wait at the same moment (tasks of other messages, in other pool threads) go
+    through `pipeline.screen_many` or `pipeline.classify_many` together, so they share
+    one query, one forward pass per model and one transaction per state change. A lone
+    task runs its step in its own thread, at once."""
+    with _state_lock:
+        if "steps" not in _state:
+            settings = services_settings()
+            _state["steps"] = {
+                "filter": MicroBatcher(_screen_together, settings.batch_max_size, 0,
+                                       "filter step", observed=False),
+                "classify": MicroBatcher(_classify_together, settings.batch_max_size, 0,
+                                         "classifier step", observed=False)}
+        return _state["steps"]
+
+
+def services_settings():
+    """The service settings of this worker's Celery app."""
+    from workers import app
+    return app.conf.sieve
+
+
+def _screen_together(prediction_ids: list[str]) -> list[bool]:
+    """The filter step for ids that waited together: for each, whether to go on."""
+    accepted = set(pipeline.screen_many(services(), prediction_ids))
+    return [pid in accepted for pid in prediction_ids]
+
+
+def _classify_together(prediction_ids: list[str]) -> list[None]:
+    """The classifier step for ids that waited together."""
+    pipeline.classify_many(services(), prediction_ids)
+    return [None] * len(prediction_ids)
+
+
+def _step(name: str, prediction_id: str):
+    """Run one prediction's step with whatever waits with it. Waits at most twice the task
+    time limit (the step itself bounds each wait for a model by the limit)."""
+    return steps()[name](prediction_id, 2 * services_settings().task_time_limit)
 
 
 class PredictionTask(Task):
@@ -91,7 +133,7 @@ class PredictionTask(Task):
 @shared_task(name=FILTER_TASK, bind=True, base=PredictionTask)
 def filter_image(self, prediction_id: str) -> str:
     """Score the image with the filter; the chain ends here unless it is accepted."""
-    if not pipeline.screen(services(), prediction_id):
+    if not _step("filter", prediction_id):
         # Rejected, failed or cancelled: do not send the classifier step at all.
         self.request.chain = None
     return prediction_id
@@ -100,7 +142,7 @@ def filter_image(self, prediction_id: str) -> str:
 @shared_task(name=CLASSIFY_TASK, bind=True, base=PredictionTask)
 def classify_image(self, prediction_id: str) -> str:
     """Classify an accepted image (or any image, on the classifier-only path)."""
-    pipeline.classify(services(), prediction_id)
+    _step("classify", prediction_id)
     return prediction_id
 
 
