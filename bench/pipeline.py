@@ -35,7 +35,7 @@ from sieve.database import Database
 from sieve.models import FINAL_STATES
 from sieve.processes import Worker, wait_for
 from workers.celery_app import NOOP_FIRST, NOOP_SECOND, create_celery
-from workers.client import submit
+from workers.client import Submitter
 
 THROUGHPUT_RATIO = 0.5
 ADDED_P50_MS = 10.0
@@ -126,9 +126,12 @@ def noop_chain(celery, count: int, samples: int) -> dict:
 
 def real_chain(celery, db: Database, finals: FinalEvents, images: list[bytes],
                samples: int) -> dict:
-    """The same two measurements for real predictions, submitted as the web tier does."""
+    """The same two measurements for real predictions, submitted as the web tier does
+    (submissions that arrive together are stored and sent together)."""
+    submitter = Submitter(celery, db)
+
     def send(data: bytes) -> str:
-        return submit(celery, db, data, "image/png", "filter").id
+        return submitter.submit(data, "image/png", "filter").id
 
     latencies = []
     for data in images[:samples]:

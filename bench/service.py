@@ -9,13 +9,11 @@ gevent); then the baseline (bench.baseline: a front Flask app forwarding each up
 HTTP to a model Flask app), both under gunicorn.
 
 1. The service end to end with 1, 8 and 32 concurrent clients: each uploads one image
-   through POST /api/v1/predictions and follows it with long polls
-   (GET /api/v1/predictions/<id>?wait=20) until it is final. Images per second;
-   p50/p95/p99 from upload to final state.
+   with POST /api/v1/predictions?wait=20, which answers once the prediction is final
+   (long polls follow it if it is not final by then). Images per second; p50/p95/p99
+   from upload to final state.
 2. The same with batch submissions (16 images per request: one message per model step,
-   one forward pass per model), followed with one long poll for all 16
-   (GET /api/v1/predictions?id=...&id=...&wait=20); each image counts the time until
-   all 16 are final.
+   one forward pass per model); each image counts the time until all 16 are final.
 3. The baseline with the same clients: one image per request, answered at once.
 4. The limits: batched forward passes of both models, and the no-op two-task chain.
 And the resident memory of the web processes and of the worker.
@@ -115,18 +113,20 @@ def _load(clients: int, jobs: list, one) -> dict:
 
 
 def _service_client(url: str, token: str):
-    """Upload a job's images in one request, then long-poll until all are final."""
+    """Upload a job's images in one request that waits for their results
+    (POST ?wait=20); if they are not final by then, long-poll until they are."""
     headers = {"Authorization": f"Bearer {token}"}
 
     def one(session: requests.Session, images: list[bytes]) -> list[float]:
         started = time.perf_counter()
         files = [("image", (f"{i}.png", data, "image/png")) for i, data in enumerate(images)]
         answer = session.post(f"{url}/api/v1/predictions", files=files, headers=headers,
-                              timeout=60)
+                              params={"wait": WAIT}, timeout=WAIT + 30)
         answer.raise_for_status()
         ids = [item["id"] for item in answer.json()["items"]]
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # long polls: each answers once all are final
+        while answer.status_code != 201 and time.monotonic() < deadline:
+            # Long polls: each answers once all are final.
             if len(ids) == 1:
                 states = [session.get(f"{url}/api/v1/predictions/{ids[0]}", headers=headers,
                                       params={"wait": WAIT}, timeout=WAIT + 30).json()["state"]]

@@ -182,28 +182,41 @@ class Database:
                            broker_epoch: str | None = None) -> list[Prediction]:
         """Store (image, content type, file name) uploads and a new `queued` prediction for
         each, with its first event: all in one transaction, or none."""
-        if pipeline not in PIPELINES:
-            raise ValueError(f"unknown pipeline {pipeline!r}: choose one of {PIPELINES}")
+        return self.create_submissions([(uploads, pipeline, user_id, request_id)],
+                                       broker_epoch)[0]
+
+    def create_submissions(self, submissions: list[tuple[list, str, int | None, str | None]],
+                           broker_epoch: str | None = None) -> list[list[Prediction]]:
+        """`create_predictions` for several submissions, each (uploads, pipeline, user id,
+        request id), in one transaction: the predictions of each, in order."""
+        for _, pipeline, _, _ in submissions:
+            if pipeline not in PIPELINES:
+                raise ValueError(f"unknown pipeline {pipeline!r}: choose one of {PIPELINES}")
         now = utcnow()
-        images, predictions = [], []
-        for image, content_type, filename in uploads:
-            key = uuid.uuid4().hex
-            images.append({"key": key, "data": image, "content_type": content_type,
-                           "size": len(image), "sha256": hashlib.sha256(image).hexdigest(),
-                           "created_at": now})
-            predictions.append(Prediction(
-                id=uuid.uuid4().hex, image_key=key, pipeline=pipeline,
-                filename=filename[:255], user_id=user_id, state=QUEUED,
-                request_id=request_id, broker_epoch=broker_epoch, created_at=now,
-                updated_at=now))
+        images, created = [], []
+        for uploads, pipeline, user_id, request_id in submissions:
+            predictions = []
+            for image, content_type, filename in uploads:
+                key = uuid.uuid4().hex
+                images.append({"key": key, "data": image, "content_type": content_type,
+                               "size": len(image),
+                               "sha256": hashlib.sha256(image).hexdigest(),
+                               "created_at": now})
+                predictions.append(Prediction(
+                    id=uuid.uuid4().hex, image_key=key, pipeline=pipeline,
+                    filename=filename[:255], user_id=user_id, state=QUEUED,
+                    request_id=request_id, broker_epoch=broker_epoch, created_at=now,
+                    updated_at=now))
+            created.append(predictions)
+        every = [p for predictions in created for p in predictions]
         with self._writing() as connection:
             connection.execute(insert(IMAGES), images)
             connection.execute(insert(PREDICTIONS), [
-                {c.name: getattr(p, c.name) for c in PREDICTIONS.c} for p in predictions])
+                {c.name: getattr(p, c.name) for c in PREDICTIONS.c} for p in every])
             connection.execute(insert(EVENTS), [
                 {"prediction_id": p.id, "state": QUEUED, "data": describe(p),
-                 "created_at": now} for p in predictions])
-        return predictions
+                 "created_at": now} for p in every])
+        return created
 
     def get_prediction(self, prediction_id: str) -> Prediction | None:
         """One prediction by id, or None."""

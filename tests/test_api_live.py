@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
@@ -55,6 +56,20 @@ def test_curl_example_polls_a_prediction_to_done(served):
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert result["state"] == "done" and result["label"] == label
+
+
+@pytest.mark.slow
+def test_submit_with_wait_answers_once_the_predictions_are_final(served):
+    env, image, label = served
+    answer = requests.post(f"{env['SIEVE_URL']}/api/v1/predictions", params={"wait": 20},
+                           headers={"Authorization": f"Bearer {env['SIEVE_TOKEN']}"},
+                           files=[("image", ("a.png", image.read_bytes())),
+                                  ("image", ("b.png", image.read_bytes()))], timeout=60)
+    assert answer.status_code == 201, answer.text
+    items = answer.json()["items"]
+    assert [(p["state"], p["label"]) for p in items] == [("done", label)] * 2
+    assert answer.headers["Location"] == items[0]["links"]["self"]
+    assert "Retry-After" not in answer.headers
 
 
 @pytest.mark.slow

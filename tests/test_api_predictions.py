@@ -228,6 +228,26 @@ def test_wait_refuses_what_is_not_a_number_of_seconds_in_bounds(client, make_use
                           query_string={"wait": wait}), 400)
 
 
+def test_submit_with_wait_answers_202_and_the_state_so_far_when_its_seconds_run_out(
+        client, make_user):
+    user = make_user()
+    started = time.monotonic()
+    answer = client.post(PREDICTIONS, headers=user.headers, data=upload(SHIRT),
+                         query_string={"wait": "0.6"})
+    assert time.monotonic() - started >= 0.6
+    assert answer.status_code == 202 and int(answer.headers["Retry-After"]) >= 1
+    assert [p["state"] for p in answer.get_json()["items"]] == [QUEUED]
+
+
+def test_submit_with_a_wrong_wait_stores_nothing(api_app, client, make_user):
+    user = make_user()
+    problem_of(client.post(PREDICTIONS, headers=user.headers, data=upload(SHIRT),
+                           query_string={"wait": "31"}), 400)
+    assert client.get(PREDICTIONS, headers=user.headers).get_json()["items"] == []
+    # Refused, it no longer counts as on its way: no later submission waits for it.
+    assert api_app.extensions["sieve"].submitter._incoming == 0
+
+
 def test_unreachable_database_answers_503_with_retry_after(make_api_app, make_user):
     from sieve.processes import free_port
 

@@ -15,6 +15,7 @@ from sieve.config import ServiceSettings, load_service_settings
 from sieve.database import Database
 from sieve.events import Events
 from workers.celery_app import create_celery
+from workers.client import Submitter
 
 OVERRIDABLE = {"DATABASE_URL": "database_url", "REDIS_URL": "redis_url",
                "CELERY_BROKER_URL": "broker_url", "CELERY_RESULT_BACKEND": "result_backend"}
@@ -28,6 +29,7 @@ class Services:
     db: Database
     celery: Celery
     events: Events
+    submitter: Submitter  # uploads of concurrent requests go to the queue together
 
 
 def init_app(app: Flask) -> Services:
@@ -40,8 +42,11 @@ def init_app(app: Flask) -> Services:
         overrides.setdefault("broker_url", app.config["REDIS_URL"])
         overrides.setdefault("result_backend", app.config["REDIS_URL"])
     settings = replace(settings, **overrides)
-    built = Services(settings=settings, db=Database(settings.database_url),
-                     celery=create_celery(settings), events=Events(settings.redis_url))
+    db, celery = Database(settings.database_url), create_celery(settings)
+    built = Services(settings=settings, db=db, celery=celery,
+                     events=Events(settings.redis_url),
+                     submitter=Submitter(celery, db, most=settings.batch_max_size,
+                                         max_wait=settings.batch_max_wait))
     app.extensions["sieve"] = built
     return built
 

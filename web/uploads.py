@@ -13,7 +13,6 @@ from PIL import Image
 from sieve.models import Prediction
 from training.images import ImageError, load_image
 from web.services import services
-from workers.client import submit_many
 
 
 @dataclass
@@ -43,7 +42,6 @@ def check(filename: str, data: bytes) -> Upload:
 def send(uploads: list[Upload], pipeline: str, user_id: int) -> list[Prediction]:
     """Store the uploads and their predictions, then enqueue them together
     (QueueUnavailable if not)."""
-    current = services()
-    return submit_many(current.celery, current.db,
-                       [(u.data, u.content_type, u.filename) for u in uploads], pipeline,
-                       user_id=user_id, request_id=g.get("request_id"))
+    return services().submitter.submit_many(
+        [(u.data, u.content_type, u.filename) for u in uploads], pipeline, user_id=user_id,
+        request_id=g.get("request_id"))

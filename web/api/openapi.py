@@ -49,10 +49,15 @@ def paths() -> dict:
     pid, rid, name = [PREDICTION_ID], [RUN_ID], [MODEL_NAME]
     return {
         f"{V1}/predictions": {
-            "post": op("Submit images", authed(ok("Submission", "accepted", "202", headers={
-                **LOCATION, **RETRY_AFTER}), "400", "409", "413", "415", "422", "503"),
-                requestBody=UPLOAD, parameters=[{"name": "Idempotency-Key", "in": "header",
-                                                 "schema": {"type": "string"}}]),
+            "post": op("Submit images; with `wait`, answered once all are final",
+                       authed({**ok("Submission", "accepted", "202", headers={
+                           **LOCATION, **RETRY_AFTER}),
+                           **ok("Submission", "all final within `wait`", "201",
+                                headers=LOCATION)},
+                           "400", "409", "413", "415", "422", "503"),
+                       requestBody=UPLOAD, parameters=[
+                           {"name": "Idempotency-Key", "in": "header",
+                            "schema": {"type": "string"}}, wait()]),
             "get": op("List your predictions, newest first; or those named by `id`, with "
                       "`wait` once all are final", authed(ok("PredictionPage"), "400", "404"),
                       parameters=[

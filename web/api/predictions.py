@@ -2,6 +2,7 @@
 
 import time
 
+import sqlalchemy.exc
 from flask import Response, current_app, g, json, request, url_for
 
 from sieve.models import CANCELLED, FINAL_STATES, STATES, describe
@@ -11,7 +12,7 @@ from web.api.limits import check_backpressure
 from web.api.tokens import PREDICT, require_token
 from web.api.uploads import fingerprint, read_uploads
 from web.services import services
-from workers.client import QueueUnavailable, submit_many
+from workers.client import Announced, QueueUnavailable
 
 UNFINISHED = tuple(state for state in STATES if state not in FINAL_STATES)
 MOST_IDS = 100  # predictions named in one GET /predictions?id=...
@@ -35,11 +36,14 @@ def owned_prediction(prediction_id: str):
     return prediction
 
 
-def _accepted(body: dict) -> Response:
-    """The 202 of a submission: Location of the first prediction, and when to poll."""
-    return Response(json.dumps(body), status=202, content_type="application/json",
-                    headers={"Location": body["items"][0]["links"]["self"],
-                             "Retry-After": str(current_app.config["SIEVE_POLL_AFTER"])})
+def _accepted(body: dict, status: int = 202) -> Response:
+    """The answer to a submission: 202 while its predictions run (with when to poll), 201
+    once all of them are final; Location of the first prediction."""
+    headers = {"Location": body["items"][0]["links"]["self"]}
+    if status == 202:
+        headers["Retry-After"] = str(current_app.config["SIEVE_POLL_AFTER"])
+    return Response(json.dumps(body), status=status, content_type="application/json",
+                    headers=headers)
 
 
 def _idempotency_key() -> str | None:
@@ -53,8 +57,19 @@ def _idempotency_key() -> str | None:
 @bp.post("/predictions")
 @require_token(PREDICT)
 def create_predictions():
-    """Store and enqueue one or more images; 202 with the new predictions."""
+    """Store and enqueue one or more images; 202 with the new predictions. With
+    `?wait=SECONDS`, answered once all of them are final (201), or when the seconds have
+    passed (202), whichever comes first: submit and read the result in one request."""
+    # Announced while its body is read and checked: a submission about to be sent by
+    # another request waits for it (briefly), and both go in one message.
+    with services().submitter.announced() as announced:
+        return _create_predictions(announced)
+
+
+def _create_predictions(announced: Announced) -> Response:
+    """The submission of `create_predictions`, sent through its announcement."""
     key = _idempotency_key()
+    seconds = _wait_seconds()
     uploads, pipeline = read_uploads()
     db, user_id = services().db, g.api_user.id
     if key is not None:
@@ -63,9 +78,9 @@ def create_predictions():
             return _replay(held, fingerprint(uploads, pipeline))
     try:
         check_backpressure()  # one message, however many images
-        created = submit_many(services().celery, db,
-                              [(u.data, u.content_type, u.filename) for u in uploads],
-                              pipeline, user_id, g.get("request_id"))
+        created = announced.submit_many(
+            [(u.data, u.content_type, u.filename) for u in uploads], pipeline, user_id,
+            g.get("request_id"))
     except QueueUnavailable as exc:
         if key is not None:
             db.release_idempotency_key(user_id, key)
@@ -77,7 +92,17 @@ def create_predictions():
     body = {"items": [present(describe(p)) for p in created]}
     if key is not None:
         db.finish_idempotent_request(user_id, key, 202, body)
-    return _accepted(body)
+    if seconds <= 0:
+        return _accepted(body)
+    ids = [p.id for p in created]
+    try:
+        found = _until_final(ids, seconds, lambda: _owned_in_order(db, user_id, ids))
+    except sqlalchemy.exc.OperationalError:
+        # The predictions are stored and queued: say so, rather than an error the client
+        # could take for a failed submission. It follows them as without `wait`.
+        return _accepted(body)
+    final = all(p.final for p in found)
+    return _accepted({"items": [present(describe(p)) for p in found]}, 201 if final else 202)
 
 
 def _replay(held, expected: str) -> Response:
@@ -130,15 +155,20 @@ def _chosen_predictions(ids: list[str]) -> dict:
     db, user_id = services().db, g.api_user.id
 
     def read() -> list:
-        found = db.user_predictions_by_id(user_id, ids)
-        if len(found) < len(set(ids)):
-            missing = next(pid for pid in ids if pid not in {p.id for p in found})
-            fail(404, f"no prediction {missing}")
-        by_id = {p.id: p for p in found}
-        return [by_id[pid] for pid in ids]
+        return _owned_in_order(db, user_id, ids)
 
     found = _until_final(ids, seconds, read) if seconds > 0 else read()
     return {"items": [present(describe(p)) for p in found], "next_cursor": None}
+
+
+def _owned_in_order(db, user_id: int, ids: list[str]) -> list:
+    """The user's predictions named by `ids`, in that order; 404 when one is not theirs."""
+    found = db.user_predictions_by_id(user_id, ids)
+    if len(found) < len(set(ids)):
+        missing = next(pid for pid in ids if pid not in {p.id for p in found})
+        fail(404, f"no prediction {missing}")
+    by_id = {p.id: p for p in found}
+    return [by_id[pid] for pid in ids]
 
 
 @bp.get("/predictions/<prediction_id>")
