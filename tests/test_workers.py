@@ -209,6 +209,14 @@ def test_a_submission_waits_for_announced_ones_and_no_longer(celery_app, db, kno
     assert submitter.messages == 2 and submitter._incoming == 0
 
 
+def test_a_submission_with_an_unknown_pipeline_is_refused_before_it_joins_others(
+        celery_app, db, known_images):
+    submitter = Submitter(celery_app, db)
+    with pytest.raises(ValueError, match="unknown pipeline"):
+        submitter.submit(known_images[0][0], "image/png", "neither")
+    assert submitter.messages == 0 and submitter._pending == []
+
+
 def test_submissions_waiting_together_all_hear_that_redis_is_away(settings, db,
                                                                   known_images):
     offline = create_celery(replace(settings, broker_url="redis://127.0.0.1:1/0"))

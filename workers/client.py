@@ -13,7 +13,7 @@ from celery import Celery
 from celery.canvas import Signature
 
 from sieve.database import Database
-from sieve.models import CLASSIFY_ONLY, FAILED, QUEUED, Prediction
+from sieve.models import CLASSIFY_ONLY, FAILED, PIPELINES, QUEUED, Prediction
 from workers import logcontext
 from workers.celery_app import CLASSIFY_MANY_TASK, CLASSIFY_TASK, FILTER_MANY_TASK, FILTER_TASK
 
@@ -212,6 +212,8 @@ class Submitter:
                     announced: "Announced | None" = None) -> list[Prediction]:
         """What `workers.client.submit_many` does, sent together with whatever other
         submissions wait at the same time."""
+        if pipeline not in PIPELINES:  # here, so that it cannot fail the others' group
+            raise ValueError(f"unknown pipeline {pipeline!r}: choose one of {PIPELINES}")
         mine = Submission(uploads, pipeline, user_id, request_id)
         deadline = time.monotonic() + self.timeout
         with self._changed:
@@ -247,8 +249,10 @@ class Submitter:
         try:
             self.messages += 1
             _store_and_send(self.celery, self.db, group)
-        except BaseException:  # noqa: BLE001, S110 - settled on each submission
-            pass
+        except BaseException as exc:  # noqa: BLE001 - each caller hears of it
+            for submission in group:
+                if not submission.settled.is_set():
+                    submission.settle(exc)
         finally:
             with self._changed:
                 self._sending = False
