@@ -276,6 +276,25 @@ def test_workers_ride_out_a_redis_restart(redis_server, start_worker, celery_app
     assert worker.process.poll() is None
 
 
+def test_the_redis_transport_reuses_one_client_per_pool(settings, celery_app):
+    from workers.transport import Channel
+
+    with celery_app.connection_for_write() as connection:
+        channel = connection.channel()
+        assert isinstance(channel, Channel)
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second and first.connection_pool is channel.pool
+        channel._disconnect_pools()  # as after a fork or a reconnection
+        with channel.conn_or_acquire() as third:
+            assert third is not first and third.connection_pool is channel.pool
+            assert third.ping()
+        channel._put("sieve-transport-test", {"body": "x"})
+        assert channel._get("sieve-transport-test")["body"] == "x"
+        channel.close()
+    other = create_celery(replace(settings, broker_url="amqp://guest@127.0.0.1//"))
+    assert other.conf.broker_transport is None  # other brokers keep their own transport
+
+
 def test_submit_without_redis_says_so_and_leaves_nothing_to_run(settings, db, known_images):
     offline = create_celery(replace(settings, broker_url="redis://127.0.0.1:1/0"))
     offline.conf.broker_connection_timeout = 1

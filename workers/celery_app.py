@@ -15,6 +15,8 @@ FILTER_TASK, CLASSIFY_TASK = "sieve.filter", "sieve.classify"
 FILTER_MANY_TASK, CLASSIFY_MANY_TASK = "sieve.filter_many", "sieve.classify_many"
 NOOP_FIRST, NOOP_SECOND = "sieve.noop.first", "sieve.noop.second"
 TRAIN_TASK = "sieve.train.run"
+# kombu's Redis transport, reusing its Redis client (see workers/transport.py).
+REDIS_TRANSPORT = "workers.transport:Transport"
 
 ROUTES = {
     FILTER_TASK: {"queue": "filter"},
@@ -59,5 +61,7 @@ def create_celery(settings: ServiceSettings | None = None) -> Celery:
         # workers when it starts (and a user can with `celery -A workers control enable_events`).
         worker_send_task_events=False,
     )
+    if settings.broker_url.split("://", 1)[0] in ("redis", "rediss"):
+        app.conf.broker_transport = REDIS_TRANSPORT
     app.conf.sieve = settings
     return app
