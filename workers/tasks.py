@@ -49,7 +49,7 @@ def services() -> pipeline.Services:
     """This process's database, events and models, created on first use (after a fork)."""
     with _state_lock:
         if "services" not in _state:
-            settings = services_settings()
+            settings = worker_settings()
             # Small models: one thread per forward pass leaves the other core to the task
             # threads, instead of a second OpenMP thread spinning between passes.
             torch.set_num_threads(settings.torch_threads)
@@ -71,7 +71,7 @@ def steps() -> dict[str, MicroBatcher]:
     task runs its step in its own thread, at once."""
     with _state_lock:
         if "steps" not in _state:
-            settings = services_settings()
+            settings = worker_settings()
             _state["steps"] = {
                 "filter": MicroBatcher(_screen_together, settings.batch_max_size, 0,
                                        "filter step", observed=False),
@@ -80,7 +80,7 @@ def steps() -> dict[str, MicroBatcher]:
         return _state["steps"]
 
 
-def services_settings():
+def worker_settings():
     """The service settings of this worker's Celery app."""
     from workers import app
     return app.conf.sieve
@@ -101,7 +101,7 @@ def _classify_together(prediction_ids: list[str]) -> list[None]:
 def _step(name: str, prediction_id: str):
     """Run one prediction's step with whatever waits with it. Waits at most twice the task
     time limit (the step itself bounds each wait for a model by the limit)."""
-    return steps()[name](prediction_id, 2 * services_settings().task_time_limit)
+    return steps()[name](prediction_id, 2 * worker_settings().task_time_limit)
 
 
 class PredictionTask(Task):

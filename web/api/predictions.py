@@ -154,10 +154,8 @@ def _chosen_predictions(ids: list[str]) -> dict:
     seconds = _wait_seconds()
     db, user_id = services().db, g.api_user.id
 
-    def read() -> list:
-        return _owned_in_order(db, user_id, ids)
-
-    found = _until_final(ids, seconds, read) if seconds > 0 else read()
+    found = (_until_final(ids, seconds, lambda: _owned_in_order(db, user_id, ids))
+             if seconds > 0 else _owned_in_order(db, user_id, ids))
     return {"items": [present(describe(p)) for p in found], "next_cursor": None}
 
 
