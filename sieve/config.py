@@ -19,6 +19,18 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"{name}={raw!r} is not a number") from None
 
 
+def _flag(name: str, default: bool) -> bool:
+    """A yes/no setting from the environment (1/0, true/false, yes/no, on/off)."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r} is not a yes/no value: use 1 or 0")
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """Where Redis and the database are, and how the serving workers behave."""
@@ -38,6 +50,7 @@ class ServiceSettings:
     model_reload_interval: float = 30.0
     training_heartbeat: float = 2.0
     training_stale_after: float = 60.0
+    chain_locally: bool = True
 
 
 def load_service_settings() -> ServiceSettings:
@@ -61,4 +74,5 @@ def load_service_settings() -> ServiceSettings:
         model_reload_interval=_float("SIEVE_MODEL_RELOAD_INTERVAL", 30),
         training_heartbeat=_float("SIEVE_TRAINING_HEARTBEAT", 2),
         training_stale_after=_float("SIEVE_TRAINING_STALE_AFTER", 60),
+        chain_locally=_flag("SIEVE_CHAIN_LOCALLY", True),
     )

@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 import requests
 
+from sieve.config import load_service_settings
 from sieve.events import Events
 from sieve.models import DONE, FAILED, FILTERING, QUEUED, REJECTED
 from sieve.processes import free_port, wait_for
@@ -116,7 +117,43 @@ def test_a_submission_of_many_images_runs_as_one_batch_per_model(
     assert all(set(p.model_versions) == {"filter", "classifier"} for p in results[:7])
     log = worker.log()
     assert "filter batch of 8 " in log and "classifier batch of 7 " in log
-    assert "sieve.filter_many" in log and "sieve.classify_many" in log
+    # The worker consumes the classify queue too: it classifies what it accepted itself.
+    assert "Task sieve.filter_many[" in log and "Task sieve.classify_many[" not in log
+
+
+def _received(worker, task: str) -> int:
+    """How many messages of `task` the worker has taken from its queues."""
+    return sum(1 for line in worker.log().splitlines()
+               if f"Task {task}[" in line and line.endswith("] received"))
+
+
+def test_workers_split_by_queue_hand_accepted_images_on_through_the_classify_queue(
+        start_worker, celery_app, db, known_images):
+    filterer = start_worker("filterer", queues="filter")
+    classifier = start_worker("classifier", queues="classify")
+    one = _send(celery_app, db, known_images[0][0])
+    many = submit_many(celery_app, db, [(data, "image/png", f"{i}.png")
+                                        for i, (data, _) in enumerate(known_images[1:4])],
+                       "filter")
+    results = [_final(db, pid) for pid in [one, *(p.id for p in many)]]
+    assert [p.label for p in results] == [label for _, label in known_images[:4]]
+    assert _received(filterer, "sieve.filter") == 1
+    assert _received(filterer, "sieve.filter_many") == 1
+    assert _received(classifier, "sieve.classify") == 1
+    assert _received(classifier, "sieve.classify_many") == 1
+    assert _received(filterer, "sieve.classify") == _received(classifier, "sieve.filter") == 0
+
+
+@pytest.mark.parametrize(("chain_locally", "classify_messages"), [("1", 0), ("0", 1)])
+def test_a_worker_of_both_queues_classifies_in_place_unless_told_not_to(
+        start_worker, celery_app, db, known_images, chain_locally, classify_messages):
+    worker = start_worker(SIEVE_CHAIN_LOCALLY=chain_locally)
+    data, label = known_images[0]
+    done = _final(db, _send(celery_app, db, data))
+    assert done.label == label
+    assert [e["state"] for e in db.events(done.id)] == [QUEUED, FILTERING, "classifying", DONE]
+    assert _received(worker, "sieve.filter") == 1
+    assert _received(worker, "sieve.classify") == classify_messages
 
 
 def _held(submitter: Submitter, submissions, count: int, timeout: float = 10) -> list:
@@ -339,3 +376,12 @@ def test_a_message_lost_on_the_current_redis_run_is_sent_again(redis_server, sta
     finished = _final(db, pid, timeout=60)
     assert finished.state == DONE
     assert [e["state"] for e in db.events(pid)].count(DONE) == 1
+
+
+def test_chain_locally_reads_yes_and_no_and_refuses_anything_else(monkeypatch):
+    for raw, expected in (("", True), ("0", False), ("off", False), ("YES", True)):
+        monkeypatch.setenv("SIEVE_CHAIN_LOCALLY", raw)
+        assert load_service_settings().chain_locally is expected
+    monkeypatch.setenv("SIEVE_CHAIN_LOCALLY", "sometimes")
+    with pytest.raises(ValueError, match="SIEVE_CHAIN_LOCALLY='sometimes' is not a yes/no"):
+        load_service_settings()
