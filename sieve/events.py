@@ -1,21 +1,30 @@
 """State changes pushed over Redis pub/sub, and the Redis run id that dates a queue.
 
-The database is the record; pub/sub is only the fast path to open pages. A publish that
-fails (Redis restarting) is logged and dropped: pages fall back to polling.
+The database is the record; pub/sub is only the fast path to open pages and waiting
+requests. A publish that fails (Redis restarting) is logged and dropped: whoever waits
+reads the database again. `Events` publishes (workers, web tier); `Listener` is a web
+process's one shared subscription, which requests follow predictions through.
 """
 
+import contextlib
 import json
 import logging
+import os
+import threading
 import time
+from collections.abc import Iterator
 
 import redis
 
 log = logging.getLogger(__name__)
 
 
+PREFIX = "sieve:predictions:"
+
+
 def channel(prediction_id: str) -> str:
     """The pub/sub channel that carries one prediction's state changes."""
-    return f"sieve:predictions:{prediction_id}"
+    return f"{PREFIX}{prediction_id}"
 
 
 class Events:
@@ -55,29 +64,146 @@ class Events:
         pubsub.subscribe(*(channel(pid) for pid in prediction_ids))
         return pubsub
 
-    def subscribe_or_none(self, *prediction_ids: str) -> redis.client.PubSub | None:
-        """`subscribe`, or None (logged) when Redis is unreachable: the caller then polls
-        the database with `wait`, which sleeps without a subscription."""
-        try:
-            return self.subscribe(*prediction_ids)
-        except redis.RedisError as exc:
-            log.warning("following %s: polling, Redis pub/sub is unreachable: %s",
-                        prediction_ids[0], exc)
-            return None
-
-    @staticmethod
-    def wait(pubsub: redis.client.PubSub | None, seconds: float) -> None:
-        """Until a message on the subscription, or `seconds`. A caller reads the database
-        afterwards either way: a published message can be lost, a recorded event cannot.
-        Without a subscription (Redis unreachable), it sleeps."""
-        if pubsub is not None:
-            try:
-                pubsub.get_message(timeout=seconds)
-                return
-            except redis.RedisError:
-                pass
-        time.sleep(seconds)
-
     def broker_epoch(self) -> str:
         """The run id of the Redis server: it changes each time Redis restarts."""
         return self.redis.info("server")["run_id"]
+
+
+class Following:
+    """The state changes of some predictions, as a `Listener` receives them."""
+
+    def __init__(self, listener: "Listener", prediction_ids: tuple[str, ...]):
+        self.listener, self.prediction_ids = listener, prediction_ids
+        self._events: list[dict] = []
+        self._arrived = threading.Condition()
+
+    def deliver(self, event: dict) -> None:
+        """Called by the listener's thread with an event of one of the predictions."""
+        with self._arrived:
+            self._events.append(event)
+            self._arrived.notify()
+
+    def wait(self, seconds: float) -> list[dict]:
+        """The events received since the last call, waiting up to `seconds` for one; an
+        empty list when none came. Messages can be lost (Redis restarting): a caller
+        reads the database now and then regardless."""
+        with self._arrived:
+            if not self._events:
+                self._arrived.wait(seconds)
+            events, self._events = self._events, []
+        return events
+
+
+class Listener:
+    """One pub/sub connection per process, shared by every request that waits for
+    predictions: a thread receives all prediction events (one pattern subscription) and
+    hands each to whoever follows that prediction.
+
+    A subscription per request would cost each one a new connection to Redis (redis-py
+    closes a subscription's connection for good), a SUBSCRIBE and an UNSUBSCRIBE. Here a
+    request only registers its interest in memory. The price is that every process
+    receives every prediction's events, and ignores those nobody follows: a few tens of
+    bytes per state change and process.
+
+    When Redis goes away the thread reconnects and subscribes again, once a second;
+    events published meanwhile are lost, which is why followers read the database every
+    second as well."""
+
+    PATTERN = f"{PREFIX}*"
+
+    def __init__(self, redis_url: str, retry_after: float = 1.0):
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=5,
+                                          socket_connect_timeout=5)
+        self.retry_after = retry_after
+        self._followers: dict[str, list[Following]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self.subscribed = threading.Event()
+        self.stopped = threading.Event()
+
+    @contextlib.contextmanager
+    def follow(self, *prediction_ids: str) -> Iterator[Following]:
+        """Receive the predictions' events from now on, until the block ends. Waits up to a
+        second for the listener to be subscribed when it has only just started, so that a
+        caller that reads the database next misses no change in between."""
+        self._start()
+        following = Following(self, prediction_ids)
+        with self._lock:
+            for pid in prediction_ids:
+                self._followers.setdefault(pid, []).append(following)
+        try:
+            yield following
+        finally:
+            with self._lock:
+                for pid in prediction_ids:
+                    others = [f for f in self._followers.get(pid, ()) if f is not following]
+                    if others:
+                        self._followers[pid] = others
+                    else:
+                        self._followers.pop(pid, None)
+
+    def followed(self) -> int:
+        """How many predictions someone in this process follows."""
+        with self._lock:
+            return len(self._followers)
+
+    def _start(self) -> None:
+        """Start the thread in this process (again after a fork, which does not copy it);
+        in its first second, wait for it to be subscribed."""
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():
+                self._pid, self._started_at = os.getpid(), time.monotonic()
+                self.subscribed = threading.Event()
+                self._thread = threading.Thread(target=self._run, name="sieve-listener",
+                                                daemon=True)
+                self._thread.start()
+            left = self._started_at + 1.0 - time.monotonic()
+        if left > 0:
+            self.subscribed.wait(left)
+
+    def close(self) -> None:
+        """Stop the thread (within a second)."""
+        self.stopped.set()
+        if self._thread is not None and self._pid == os.getpid():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        """Receive until stopped; subscribed again after each failure."""
+        pubsub = self.redis.pubsub()
+        failing = False
+        while not self.stopped.is_set():
+            try:
+                if not pubsub.subscribed:
+                    pubsub.psubscribe(self.PATTERN)
+                message = pubsub.get_message(timeout=1.0)
+            except redis.RedisError as exc:
+                if not failing:
+                    log.warning("prediction events: Redis pub/sub is unreachable, "
+                                "retrying every %g s: %s", self.retry_after, exc)
+                failing = True
+                self.subscribed.clear()
+                pubsub.reset()
+                self.stopped.wait(self.retry_after)
+                continue
+            if message is None:
+                continue
+            if message["type"] == "pmessage":
+                self._dispatch(message)
+            elif message["type"] == "psubscribe":
+                # Confirmed: Redis delivers every event published from now on.
+                self.subscribed.set()
+                if failing:
+                    log.info("prediction events: subscribed again")
+                failing = False
+        pubsub.close()
+
+    def _dispatch(self, message: dict) -> None:
+        """Hand an event to the followers of its prediction, if there are any."""
+        pid = message["channel"][len(PREFIX):].decode()
+        with self._lock:
+            followers = list(self._followers.get(pid, ()))
+        if followers:
+            event = json.loads(message["data"])
+            for following in followers:
+                following.deliver(event)

@@ -1,8 +1,9 @@
 """A prediction's state changes as Server-Sent Events, pushed from Redis pub/sub.
 
 Each event carries its number from the database (`id:`), so a browser that reconnects
-with Last-Event-ID gets exactly the changes it missed: the stream subscribes first, then
-replays the recorded events after that number, then relays live ones. It ends after the
+with Last-Event-ID gets exactly the changes it missed: the stream follows the prediction
+first (through the process's `Listener`), then replays the recorded events after that
+number, then relays live ones, reading the record again after each quiet second. It ends after the
 final state, or after SSE_MAX_SECONDS (the browser reconnects and resumes).
 """
 
@@ -10,7 +11,6 @@ import json
 import logging
 import time
 
-import redis
 from flask import Blueprint, Response, current_app, request
 
 from sieve.models import FINAL_STATES
@@ -36,12 +36,10 @@ def last_event_id() -> int:
         return 0
 
 
-def stream(db, events, prediction_id: str, after: int, keepalive: float, limit: float):
+def stream(listener, db, prediction_id: str, after: int, keepalive: float, limit: float):
     """Yield the recorded events after `after`, then live ones, until a final state."""
-    pubsub = None
-    try:
+    with listener.follow(prediction_id) as following:
         yield "retry: 2000\n\n"
-        pubsub = events.subscribe(prediction_id)
         for event in db.events(prediction_id, after):
             after = event["event_id"]
             yield format_event(event)
@@ -49,24 +47,18 @@ def stream(db, events, prediction_id: str, after: int, keepalive: float, limit: 
                 return
         started = last_sent = time.monotonic()
         while time.monotonic() - started < limit:
-            message = pubsub.get_message(timeout=1.0)
-            if message and message["type"] == "message":
-                event = json.loads(message["data"])
+            # A published event can be lost (Redis restarting): a quiet second reads the
+            # record instead.
+            for event in following.wait(1.0) or db.events(prediction_id, after):
                 if event["event_id"] > after:
                     after = event["event_id"]
                     last_sent = time.monotonic()
                     yield format_event(event)
                     if event["state"] in FINAL_STATES:
                         return
-            elif time.monotonic() - last_sent >= keepalive:
+            if time.monotonic() - last_sent >= keepalive:
                 last_sent = time.monotonic()
                 yield ": keepalive\n\n"
-    except redis.RedisError as exc:
-        # The page's polling fallback takes over; the browser retries the stream later.
-        log.warning("event stream of %s ended: %s", prediction_id, exc)
-    finally:
-        if pubsub is not None:
-            pubsub.close()
 
 
 @bp.route("/predictions/<prediction_id>/events")
@@ -77,7 +69,7 @@ def prediction_events(prediction_id: str):
     current = services()
     config = current_app.config
     log.info("user %s follows prediction %s", current_user().id, prediction_id)
-    body = stream(current.db, current.events, prediction_id, last_event_id(),
+    body = stream(current.listener, current.db, prediction_id, last_event_id(),
                   config["SSE_KEEPALIVE_SECONDS"], config["SSE_MAX_SECONDS"])
     return Response(body, mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -13,7 +13,7 @@ from flask import Flask, current_app
 
 from sieve.config import ServiceSettings, load_service_settings
 from sieve.database import Database
-from sieve.events import Events
+from sieve.events import Events, Listener
 from workers.celery_app import create_celery
 from workers.client import Submitter
 
@@ -29,6 +29,7 @@ class Services:
     db: Database
     celery: Celery
     events: Events
+    listener: Listener  # one pub/sub connection per process for requests that wait
     submitter: Submitter  # uploads of concurrent requests go to the queue together
 
 
@@ -44,7 +45,7 @@ def init_app(app: Flask) -> Services:
     settings = replace(settings, **overrides)
     db, celery = Database(settings.database_url), create_celery(settings)
     built = Services(settings=settings, db=db, celery=celery,
-                     events=Events(settings.redis_url),
+                     events=Events(settings.redis_url), listener=Listener(settings.redis_url),
                      submitter=Submitter(celery, db, most=settings.batch_max_size,
                                          max_wait=settings.batch_max_wait))
     app.extensions["sieve"] = built

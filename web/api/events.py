@@ -55,9 +55,8 @@ def prediction_events(prediction_id: str):
 def _stream(svc: Services, prediction_id: str, after: int, first: list[dict], final: bool,
             keepalive: float, max_seconds: float, links: dict) -> Iterator[str]:
     """The event stream: what is recorded after `after`, then changes as they come."""
-    # Subscribed before the record is read again, so that no change slips between.
-    pubsub = None if final else svc.events.subscribe_or_none(prediction_id)
-    try:
+    # Followed before the record is read again, so that no change slips between.
+    with svc.listener.follow(prediction_id) as following:
         yield "retry: 2000\n\n"
         pending, last = first, after
         deadline = time.monotonic() + max_seconds
@@ -74,11 +73,8 @@ def _stream(svc: Services, prediction_id: str, after: int, first: list[dict], fi
             if time.monotonic() - quiet_since >= keepalive:
                 yield ": keep-alive\n\n"
                 quiet_since = time.monotonic()
-            svc.events.wait(pubsub, min(1.0, keepalive))
+            following.wait(min(1.0, keepalive))
             pending = svc.db.events(prediction_id, last)
             if pending:
                 quiet_since = time.monotonic()
-    finally:
-        if pubsub is not None:
-            pubsub.close()
 

@@ -101,8 +101,8 @@ def _create_predictions(announced: Announced) -> Response:
         # The predictions are stored and queued: say so, rather than an error the client
         # could take for a failed submission. It follows them as without `wait`.
         return _accepted(body)
-    final = all(p.final for p in found)
-    return _accepted({"items": [present(describe(p)) for p in found]}, 201 if final else 202)
+    final = all(d["state"] in FINAL_STATES for d in found)
+    return _accepted({"items": [present(d) for d in found]}, 201 if final else 202)
 
 
 def _replay(held, expected: str) -> Response:
@@ -155,8 +155,8 @@ def _chosen_predictions(ids: list[str]) -> dict:
     db, user_id = services().db, g.api_user.id
 
     found = (_until_final(ids, seconds, lambda: _owned_in_order(db, user_id, ids))
-             if seconds > 0 else _owned_in_order(db, user_id, ids))
-    return {"items": [present(describe(p)) for p in found], "next_cursor": None}
+             if seconds > 0 else [describe(p) for p in _owned_in_order(db, user_id, ids)])
+    return {"items": [present(d) for d in found], "next_cursor": None}
 
 
 def _owned_in_order(db, user_id: int, ids: list[str]) -> list:
@@ -177,8 +177,8 @@ def get_prediction(prediction_id: str):
     seconds = _wait_seconds()
     prediction = owned_prediction(prediction_id)
     if seconds > 0 and not prediction.final:
-        prediction = _until_final([prediction_id], seconds,
-                                  lambda: [services().db.get_prediction(prediction_id)])[0]
+        return present(_until_final([prediction_id], seconds,
+                                    lambda: [services().db.get_prediction(prediction_id)])[0])
     return present(describe(prediction))
 
 
@@ -197,24 +197,28 @@ def _wait_seconds() -> float:
     return seconds
 
 
-def _until_final(prediction_ids: list[str], seconds: float, read) -> list:
-    """What `read()` returns (the predictions) once all of them are final, or after
-    `seconds`. Woken by their pub/sub channels; read again at least every second
-    regardless, since a published message can be lost."""
+def _until_final(prediction_ids: list[str], seconds: float, read) -> list[dict]:
+    """The predictions (as `describe` shows them) once all of them are final, or after
+    `seconds`. `read()` reads them from the database: once after following their events,
+    so that no change slips between, and again every second, since a published event can
+    be lost. In between, the events themselves carry each change (they hold the
+    prediction's fields as recorded), and no request reads the database for them."""
     svc = services()
     deadline = time.monotonic() + seconds
-    # Subscribed before the records are read again, so that no change slips between.
-    pubsub = svc.events.subscribe_or_none(*prediction_ids)
-    try:
+    with svc.listener.follow(*prediction_ids) as following:
+        latest = {p.id: describe(p) for p in read()}
+        read_at = time.monotonic()
         while True:
-            found = read()
-            remaining = deadline - time.monotonic()
-            if all(p.final for p in found) or remaining <= 0:
-                return found
-            svc.events.wait(pubsub, min(1.0, remaining))
-    finally:
-        if pubsub is not None:
-            pubsub.close()
+            now = time.monotonic()
+            if now >= deadline or all(d["state"] in FINAL_STATES for d in latest.values()):
+                return [latest[pid] for pid in prediction_ids]
+            if now - read_at >= 1.0:
+                latest, read_at = {p.id: describe(p) for p in read()}, now
+                continue
+            for event in following.wait(min(read_at + 1.0, deadline) - now):
+                # Events of one prediction may arrive late, never after its final one.
+                if latest[event["id"]]["state"] not in FINAL_STATES:
+                    latest[event["id"]] = event
 
 
 @bp.post("/predictions/<prediction_id>/cancel")
