@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 
 import pytest
+import redis
 import requests
 
 from sieve.config import load_service_settings
@@ -22,7 +23,7 @@ from sieve.processes import free_port, wait_for
 from tests.images import large_png, truncated_png
 from training.config import ROOT
 from workers.celery_app import create_celery
-from workers.client import QueueUnavailable, Submitter, submit, submit_many
+from workers.client import QueueUnavailable, Submitter, send, submit, submit_many
 
 pytestmark = pytest.mark.slow
 
@@ -330,6 +331,22 @@ def test_the_redis_transport_reuses_one_client_per_pool(settings, celery_app):
         channel.close()
     other = create_celery(replace(settings, broker_url="amqp://guest@127.0.0.1//"))
     assert other.conf.broker_transport is None  # other brokers keep their own transport
+
+
+def test_sending_a_chain_subscribes_to_no_result_channel(redis_server, celery_app):
+    """Nothing reads the tasks' results: sending must not make Celery's result backend
+    subscribe to them (a SUBSCRIBE and UNSUBSCRIBE per message, and a connection)."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.config_resetstat()
+    send(celery_app, "one", "filter")
+    send(celery_app, ["a", "b"], "filter")
+    send(celery_app, "only", "classifier")
+    calls = client.info("commandstats")
+    assert "cmdstat_subscribe" not in calls and "cmdstat_psubscribe" not in calls, calls
+    messages = [json.loads(raw) for queue in ("filter", "classify")
+                for raw in client.lrange(queue, 0, -1)]
+    assert len(messages) == 3 and all(m["headers"]["ignore_result"] for m in messages)
+    client.flushall()
 
 
 def test_submit_without_redis_says_so_and_leaves_nothing_to_run(settings, db, known_images):

@@ -59,16 +59,19 @@ def prediction_chain(celery: Celery, prediction_ids: str | list[str], pipeline: 
     the predictions of one submission together (a list of ids: one message per step).
     Each task carries the request id in its headers (a chain's later tasks keep their own
     options when sent)."""
-    headers = logcontext.headers(request_id)
+    # Nothing reads a prediction task's result (the database is the record): without
+    # ignore_result, Celery's Redis result backend subscribes to each task's result
+    # channel when it sends the task, and unsubscribes when the AsyncResult is collected.
+    options = {"headers": logcontext.headers(request_id), "ignore_result": True}
     if isinstance(prediction_ids, list) and len(prediction_ids) == 1:
         prediction_ids = prediction_ids[0]
     one = isinstance(prediction_ids, str)
     first, second = (FILTER_TASK, CLASSIFY_TASK) if one else (FILTER_MANY_TASK,
                                                               CLASSIFY_MANY_TASK)
     if pipeline == CLASSIFY_ONLY:
-        return celery.signature(second, args=(prediction_ids,), headers=headers)
-    return (celery.signature(first, args=(prediction_ids,), headers=headers)
-            | celery.signature(second, headers=headers))
+        return celery.signature(second, args=(prediction_ids,), **options)
+    return (celery.signature(first, args=(prediction_ids,), **options)
+            | celery.signature(second, **options))
 
 
 def send(celery: Celery, prediction_ids: str | list[str], pipeline: str,
