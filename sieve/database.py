@@ -17,6 +17,7 @@ from sqlalchemy import (
     Connection,
     Row,
     and_,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -52,6 +53,24 @@ PREDICTIONS = Prediction.__table__
 EVENTS = PredictionEvent.__table__
 IMAGES = StoredImage.__table__
 USERS = User.__table__
+_ADD_EVENT = insert(EVENTS).returning(EVENTS.c.id)
+_ADD_EVENTS = insert(EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True)
+
+
+def _new(column: str):
+    """The bound value a transition sets `column` to."""
+    return bindparam(f"new_{column}", type_=PREDICTIONS.c[column].type)
+
+
+def _bound(values: dict) -> dict:
+    """Values as the parameters of `_new`."""
+    return {f"new_{column}": value for column, value in values.items()}
+
+
+def _in_states(states: tuple[str, ...]):
+    """The prediction is in one of `states`: an OR of equalities, which unlike an IN list
+    is not expanded again on every call."""
+    return or_(*(PREDICTIONS.c.state == state for state in states))
 
 
 class DuplicateEmail(ValueError):
@@ -86,6 +105,7 @@ class Database:
         # SQLite has one writer at a time, and its busy handler waits by sleeping: threads
         # of one process take turns here instead. PostgreSQL needs no such lock.
         self._write_lock = threading.Lock() if url.startswith("sqlite") else nullcontext()
+        self._statements: dict[tuple, object] = {}  # see `_moving_one`
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -270,20 +290,18 @@ class Database:
         values = {"state": state, "updated_at": now}
         if state in FINAL_STATES:
             values["finished_at"] = now
-        # OR of equalities rather than IN: an IN list is expanded on every call, which
-        # costs more than the rest of the statement on the one-prediction path.
-        allowed = or_(*(PREDICTIONS.c.state == s for s in allowed_from))
+        allowed_from = tuple(allowed_from)
         with self._writing() as connection:
             if len(changes) > 1 and not any(changes.values()):
                 # The same change for all of them: one statement.
                 found = {row.id: row for row in connection.execute(
-                    update(PREDICTIONS).where(PREDICTIONS.c.id.in_(list(changes)), allowed)
-                    .values(**values).returning(*PREDICTIONS.c))}
+                    self._moving_all(allowed_from, tuple(values)),
+                    {"ids": list(changes), **_bound(values)})}
                 rows = [found.get(pid) for pid in changes]
             else:
                 rows = [connection.execute(
-                    update(PREDICTIONS).where(PREDICTIONS.c.id == pid, allowed)
-                    .values(**values, **fields).returning(*PREDICTIONS.c)).first()
+                    self._moving_one(allowed_from, tuple(values) + tuple(fields)),
+                    {"pid": pid, **_bound(values), **_bound(fields)}).first()
                     for pid, fields in changes.items()]
             moved = [describe(row) for row in rows if row is not None]
             if not moved:
@@ -291,15 +309,39 @@ class Database:
             rows_of_events = [{"prediction_id": data["id"], "state": state, "data": data,
                                "created_at": now} for data in moved]
             if len(moved) == 1:  # a plain INSERT costs less than a one-row executemany
-                event_ids = [connection.execute(insert(EVENTS).values(rows_of_events[0])
-                                                .returning(EVENTS.c.id)).scalar_one()]
+                event_ids = [connection.execute(_ADD_EVENT, rows_of_events[0]).scalar_one()]
             else:
-                event_ids = connection.execute(
-                    insert(EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True),
-                    rows_of_events).scalars().all()
+                event_ids = connection.execute(_ADD_EVENTS, rows_of_events).scalars().all()
         events = iter([{"event_id": event_id, **data}
                        for event_id, data in zip(event_ids, moved, strict=True)])
         return [next(events) if row is not None else None for row in rows]
+
+    # The statements of `transitions`, built once per shape: building a statement and its
+    # cache key costs more than running it on the one-prediction path. Values are bound
+    # per call (named `new_<column>`: a column's own name is reserved in SET).
+
+    def _moving_one(self, allowed_from: tuple[str, ...], columns: tuple[str, ...]):
+        """UPDATE one prediction (`pid`) in an allowed state, RETURNING its row."""
+        key = ("one", allowed_from, columns)
+        if key not in self._statements:
+            self._statements[key] = (
+                update(PREDICTIONS)
+                .where(PREDICTIONS.c.id == bindparam("pid"), _in_states(allowed_from))
+                .values({column: _new(column) for column in columns})
+                .returning(*PREDICTIONS.c))
+        return self._statements[key]
+
+    def _moving_all(self, allowed_from: tuple[str, ...], columns: tuple[str, ...]):
+        """UPDATE the predictions named by `ids` in an allowed state, RETURNING their rows."""
+        key = ("all", allowed_from, columns)
+        if key not in self._statements:
+            self._statements[key] = (
+                update(PREDICTIONS)
+                .where(PREDICTIONS.c.id.in_(bindparam("ids", expanding=True)),
+                       _in_states(allowed_from))
+                .values({column: _new(column) for column in columns})
+                .returning(*PREDICTIONS.c))
+        return self._statements[key]
 
     def events(self, prediction_id: str, after: int = 0) -> list[dict]:
         """The prediction's state changes with an event id above `after`, oldest first."""
@@ -511,12 +553,14 @@ class Database:
                                  ApiToken.last_used_at < now - timedelta(seconds=every)))
                       .values(last_used_at=now))
 
-    def user_predictions_by_id(self, user_id: int, prediction_ids: list[str]
-                               ) -> list[Prediction]:
-        """Those of the predictions that are the user's (in no particular order)."""
-        with self.session() as s:
-            return list(s.scalars(select(Prediction).where(
-                Prediction.user_id == user_id, Prediction.id.in_(prediction_ids))))
+    def user_predictions_by_id(self, user_id: int, prediction_ids: list[str]) -> list[Row]:
+        """Those of the predictions that are the user's (in no particular order), as rows
+        for `describe`: waiting requests read them again and again, and skipping the ORM
+        halves the cost."""
+        with self.engine.connect() as connection:
+            return connection.execute(select(PREDICTIONS).where(
+                PREDICTIONS.c.user_id == user_id,
+                PREDICTIONS.c.id.in_(prediction_ids))).all()
 
     def user_predictions(self, user_id: int, state: str | None = None, limit: int = 50,
                          after: str | None = None) -> list[Prediction] | None:
