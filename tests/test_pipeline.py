@@ -168,6 +168,38 @@ def test_a_redelivered_filter_step_passes_screened_images_on(services, known_ima
     assert {services.db.get_prediction(pid).state for pid in ids} == {DONE}
 
 
+def test_the_filter_step_may_go_on_through_the_classifier_in_the_same_call(
+        services, known_images, outlier_png):
+    (shirt_png, shirt_label), (second_png, second_label) = known_images[:2]
+    ids = _new_many(services, [shirt_png, outlier_png, second_png])
+    shirt, outlier, screened = ids
+    # One screened already (a redelivery after the filter step): it goes on as well.
+    assert pipeline.screen_many(services, [screened]) == [screened]
+    assert pipeline.screen_many(services, ids, then_classify=True) == [screened, shirt]
+    assert services.models.batch_stats()["classifier"] == {"batches": 1, "images": 2}
+    for pid, label in ((shirt, shirt_label), (screened, second_label)):
+        done = services.db.get_prediction(pid)
+        assert done.state == DONE and done.label == label
+        assert set(done.model_versions) == {"filter", "classifier"}
+        assert _states(services, pid) == [QUEUED, FILTERING, CLASSIFYING, DONE]
+    assert _states(services, outlier) == [QUEUED, FILTERING, REJECTED]
+    assert pipeline.screen_many(services, ids, then_classify=True) == []  # redelivered
+
+
+def test_a_prediction_cancelled_before_its_classifier_step_stays_cancelled(
+        services, known_images, monkeypatch):
+    pid = _new(services, known_images[0][0])
+    classify = services.models.classify_many
+
+    def cancelled_meanwhile(*args):
+        services.db.transition(pid, CANCELLED, (CLASSIFYING,))
+        return classify(*args)
+
+    monkeypatch.setattr(services.models, "classify_many", cancelled_meanwhile)
+    assert pipeline.screen_many(services, [pid], then_classify=True) == [pid]
+    assert _states(services, pid) == [QUEUED, FILTERING, CLASSIFYING, CANCELLED]
+
+
 def test_images_together_on_the_classifier_only_path(services, outlier_png, known_images):
     ids = _new_many(services, [outlier_png, known_images[0][0]], "classifier")
     pipeline.classify_many(services, ids)

@@ -184,7 +184,8 @@ def _decide(logits: torch.Tensor) -> torch.Tensor:
 def predict(model: nn.Module, images: torch.Tensor, prep: Preprocessing,
             batch_size: int = 1000, flip_tta: bool = True, device: str = "cpu") -> torch.Tensor:
     """Probabilities for uint8 canonical images: (N, classes), or (N,) for a filter."""
-    model.eval()
+    if model.training:  # eval() walks every module: not again on each call when serving
+        model.eval()
     outputs = []
     for idx in batches(len(images), batch_size):
         x = to_tensor(images[idx], prep).to(device).contiguous(memory_format=torch.channels_last)

@@ -8,6 +8,7 @@ on Redis pub/sub.
 
 import logging
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from sieve.database import Database
 from sieve.events import Events
@@ -46,11 +47,11 @@ class Services:
         """Change state if allowed; publish the change. False when another change won."""
         return bool(self.move_many({prediction_id: fields}, state, allowed_from))
 
-    def move_many(self, changes: dict[str, dict], state: str, allowed_from) -> set[str]:
+    def move_many(self, changes: dict[str, dict], state: str, allowed_from) -> dict[str, dict]:
         """`move` for several predictions ({id: fields}) in one transaction and one
-        publish; the ids that this call moved."""
+        publish; the events of those that this call moved, by id."""
         if not changes:
-            return set()
+            return {}
         made = [event for event in self.db.transitions(changes, state, allowed_from)
                 if event is not None]
         self.events.publish_many(made)
@@ -59,13 +60,13 @@ class Services:
                 metrics.PREDICTIONS.labels(state).inc()
             log.info("prediction %s: %s", event["id"], state,
                      extra={"prediction_id": event["id"], "state": state})
-        return {event["id"] for event in made}
+        return {event["id"]: event for event in made}
 
     def fail(self, prediction_id: str, reason: str) -> bool:
         """Mark an unfinished prediction failed, with a reason a person can act on."""
         return bool(self.fail_many({prediction_id: reason}))
 
-    def fail_many(self, reasons: dict[str, str]) -> set[str]:
+    def fail_many(self, reasons: dict[str, str]) -> dict[str, dict]:
         """`fail` for several predictions ({id: reason}) in one transaction."""
         for prediction_id, reason in reasons.items():
             log.warning("prediction %s failed: %s", prediction_id, reason)
@@ -140,13 +141,16 @@ def _run_many(services: Services, items: list, step, *args) -> list[tuple]:
             if not isinstance(result, ImageError)]
 
 
-def screen_many(services: Services, prediction_ids: list[str]) -> list[str]:
+def screen_many(services: Services, prediction_ids: list[str],
+                then_classify: bool = False) -> list[str]:
     """Filter step for several images: the ids that go on to the classifier.
 
     A prediction another delivery is moving (not `queued` for this one) is left to it;
-    one already screened goes on; final or cancelled ones are skipped."""
+    one already screened goes on; final or cancelled ones are skipped. With
+    `then_classify`, those that go on run the classifier step at once, in this call,
+    from the records the filter step has just written (no second read)."""
     items = services.db.work_items(prediction_ids)
-    ahead = [item.id for item in items if item.state == CLASSIFYING]
+    ahead = [item for item in items if item.state == CLASSIFYING]
     moved = services.move_many({item.id: {} for item in items if item.state == QUEUED},
                                FILTERING, (QUEUED,))
     todo = [item for item in items if item.state == FILTERING or item.id in moved]
@@ -157,7 +161,11 @@ def screen_many(services: Services, prediction_ids: list[str]) -> list[str]:
     accepted = services.move_many({item.id: _verdict_fields(v)
                                    for item, v in verdicts if v["accepted"]},
                                   CLASSIFYING, (FILTERING,))
-    return ahead + [item.id for item in todo if item.id in accepted]
+    going_on = ahead + [SimpleNamespace(**accepted[item.id], data=item.data)
+                        for item in todo if item.id in accepted]
+    if then_classify:
+        _classify_items(services, going_on)
+    return [item.id for item in going_on]
 
 
 def classify_many(services: Services, prediction_ids: list[str]) -> None:
@@ -165,7 +173,14 @@ def classify_many(services: Services, prediction_ids: list[str]) -> None:
     items = services.db.work_items(prediction_ids)
     moved = services.move_many({item.id: {} for item in items if item.state == QUEUED
                                 and item.pipeline == CLASSIFY_ONLY}, CLASSIFYING, (QUEUED,))
-    todo = [item for item in items if item.state == CLASSIFYING or item.id in moved]
-    answers = _run_many(services, todo, services.models.classify_many, services.top_k)
+    _classify_items(services, [item for item in items
+                               if item.state == CLASSIFYING or item.id in moved])
+
+
+def _classify_items(services: Services, items: list) -> None:
+    """The classifier's answers recorded on items (records with their image `data`) that
+    are `classifying`. The move to `done` is conditional, as every change: one cancelled
+    meanwhile stays cancelled."""
+    answers = _run_many(services, items, services.models.classify_many, services.top_k)
     services.move_many({item.id: _answer_fields(item, answer) for item, answer in answers},
                        DONE, (CLASSIFYING,))

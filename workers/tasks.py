@@ -87,8 +87,10 @@ def worker_settings():
 
 
 def _screen_together(prediction_ids: list[str]) -> list[bool]:
-    """The filter step for ids that waited together: for each, whether to go on."""
-    accepted = set(pipeline.screen_many(services(), prediction_ids))
+    """The filter step for ids that waited together (and the classifier step of those it
+    accepts, on a worker that `classifies_here`): for each, whether it was accepted."""
+    accepted = set(pipeline.screen_many(services(), prediction_ids,
+                                        then_classify=classifies_here()))
     return [pid in accepted for pid in prediction_ids]
 
 
@@ -99,9 +101,10 @@ def _classify_together(prediction_ids: list[str]) -> list[None]:
 
 
 def _step(name: str, prediction_id: str):
-    """Run one prediction's step with whatever waits with it. Waits at most twice the task
-    time limit (the step itself bounds each wait for a model by the limit)."""
-    return steps()[name](prediction_id, 2 * worker_settings().task_time_limit)
+    """Run one prediction's step with whatever waits with it. Waits at most three times
+    the task time limit (the step itself bounds each wait for a model by the limit, and
+    a filter step may go on to the classifier)."""
+    return steps()[name](prediction_id, 3 * worker_settings().task_time_limit)
 
 
 class PredictionTask(Task):
@@ -137,20 +140,19 @@ def classifies_here() -> bool:
 
     The message would come back to this very process, or to one just like it: running the
     step at once spares a publish, a delivery and an acknowledgement per image (about
-    half of Celery's work for a prediction). The filter message is acknowledged only
-    after both steps, so a worker that dies in between has it delivered again, and the
-    redelivery goes on from the state the prediction reached (`pipeline.screen_many`)."""
+    half of Celery's work for a prediction), and a second read of the records. The
+    filter message is acknowledged only after both steps, so a worker that dies in
+    between has it delivered again, and the redelivery goes on from the state the
+    prediction reached (`pipeline.screen_many`)."""
     return worker_settings().chain_locally and "classify" in _state.get("queues", ())
 
 
 @shared_task(name=FILTER_TASK, bind=True, base=PredictionTask)
 def filter_image(self, prediction_id: str) -> str:
     """Score the image with the filter; the chain ends here unless it is accepted."""
-    if not _step("filter", prediction_id):
-        # Rejected, failed or cancelled: do not send the classifier step at all.
-        self.request.chain = None
-    elif classifies_here():
-        _step("classify", prediction_id)
+    if not _step("filter", prediction_id) or classifies_here():
+        # Rejected, failed or cancelled, or classified already in the step: do not send
+        # the classifier step.
         self.request.chain = None
     return prediction_id
 
@@ -165,11 +167,9 @@ def classify_image(self, prediction_id: str) -> str:
 @shared_task(name=FILTER_MANY_TASK, bind=True, base=PredictionTask)
 def filter_images(self, prediction_ids: list[str]) -> list[str]:
     """Score a submission's images together; the accepted ones go on to the classifier."""
-    accepted = pipeline.screen_many(services(), prediction_ids)
-    if accepted and classifies_here():
-        pipeline.classify_many(services(), accepted)
-        self.request.chain = None
-    if not accepted:
+    here = classifies_here()
+    accepted = pipeline.screen_many(services(), prediction_ids, then_classify=here)
+    if not accepted or here:
         self.request.chain = None
     return accepted
 
