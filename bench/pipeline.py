@@ -22,6 +22,7 @@ import gc
 import json
 import statistics
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -33,7 +34,7 @@ from bench.scratch import scratch
 from sieve.config import load_service_settings
 from sieve.database import Database
 from sieve.models import FINAL_STATES
-from sieve.processes import Worker, wait_for
+from sieve.processes import Worker
 from workers.celery_app import NOOP_FIRST, NOOP_SECOND, create_celery
 from workers.client import Submitter
 
@@ -78,24 +79,33 @@ def forward_passes(store_url: str, images: list[bytes], repeats: int = 200) -> d
 
 
 class FinalEvents:
-    """Arrival times of final states, from a pattern subscription on pub/sub."""
+    """Arrival times of final states, from a pattern subscription on pub/sub.
+
+    The thread blocks on the subscription and `wait` on a condition: neither polls, so
+    that this process takes no CPU time from the service it measures while it waits."""
 
     def __init__(self, redis_url: str):
         self.times: dict[str, float] = {}
+        self._arrived = threading.Condition()
         self._pubsub = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
         self._pubsub.psubscribe(**{"sieve:predictions:*": self.handle})
-        self._thread = self._pubsub.run_in_thread(sleep_time=0.001, daemon=True)
+        self._thread = self._pubsub.run_in_thread(sleep_time=0.5, daemon=True)
 
     def handle(self, message) -> None:
         """Record the first final event of each prediction."""
+        arrived = time.perf_counter()
         event = json.loads(message["data"])
         if event["state"] in FINAL_STATES:
-            self.times.setdefault(event["id"], time.perf_counter())
+            with self._arrived:
+                self.times.setdefault(event["id"], arrived)
+                self._arrived.notify_all()
 
     def wait(self, pid: str, timeout: float = 60) -> float:
         """The perf_counter reading at which `pid` reached its final state."""
-        return wait_for(lambda: self.times.get(pid), timeout, f"prediction {pid}",
-                        interval=0.0005)
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: pid in self.times, timeout):
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {pid}")
+            return self.times[pid]
 
     def stop(self) -> None:
         """End the subscription thread."""
