@@ -76,6 +76,14 @@ class Following:
         self.listener, self.prediction_ids = listener, prediction_ids
         self._events: list[dict] = []
         self._arrived = threading.Condition()
+        self._subscription = listener.subscription()
+
+    def may_have_missed(self) -> bool:
+        """Whether events may have been lost since the last call (or since following
+        began): the listener lost its subscription, or subscribed again, in between."""
+        now = self.listener.subscription()
+        missed, self._subscription = now != self._subscription or now == 0, now
+        return missed
 
     def deliver(self, event: dict) -> None:
         """Called by the listener's thread with an event of one of the predictions."""
@@ -121,6 +129,11 @@ class Listener:
         self._pid = 0
         self.subscribed = threading.Event()
         self.stopped = threading.Event()
+        self._subscriptions = 0  # confirmed subscriptions so far (one more per reconnection)
+
+    def subscription(self) -> int:
+        """The number of the current subscription; 0 while there is none."""
+        return self._subscriptions if self.subscribed.is_set() else 0
 
     @contextlib.contextmanager
     def follow(self, *prediction_ids: str) -> Iterator[Following]:
@@ -163,10 +176,8 @@ class Listener:
             self.subscribed.wait(left)
 
     def close(self) -> None:
-        """Stop the thread (within a second)."""
+        """Stop the thread: it ends within a second, with its connection."""
         self.stopped.set()
-        if self._thread is not None and self._pid == os.getpid():
-            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         """Receive until stopped; subscribed again after each failure."""
@@ -192,6 +203,7 @@ class Listener:
                 self._dispatch(message)
             elif message["type"] == "psubscribe":
                 # Confirmed: Redis delivers every event published from now on.
+                self._subscriptions += 1
                 self.subscribed.set()
                 if failing:
                     log.info("prediction events: subscribed again")

@@ -35,6 +35,7 @@ def test_followers_get_the_events_of_their_predictions_only(listener, redis_serv
 def test_the_listener_subscribes_again_after_redis_restarts(listener, redis_server):
     events = Events(redis_server.url)
     with listener.follow("a") as following:
+        assert not following.may_have_missed()
         redis_server.restart()
         got = []
         # Events published before the listener is back are lost: followers read the record
@@ -43,3 +44,6 @@ def test_the_listener_subscribes_again_after_redis_restarts(listener, redis_serv
                  and got.extend(following.wait(0.3)) is None and got, 20,
                  "an event after the restart")
         assert got[0] == _event("a", "done", 9)
+        # Subscribed again: what was published meanwhile may be lost (once said).
+        assert following.may_have_missed()
+        assert not following.may_have_missed()

@@ -3,7 +3,8 @@
 Each event carries its number from the database (`id:`), so a browser that reconnects
 with Last-Event-ID gets exactly the changes it missed: the stream follows the prediction
 first (through the process's `Listener`), then replays the recorded events after that
-number, then relays live ones, reading the record again after each quiet second. It ends after the
+number, then relays live ones. It reads the record again after the listener lost its
+subscription (Redis restarting) and before each keep-alive. It ends after the
 final state, or after SSE_MAX_SECONDS (the browser reconnects and resumes).
 """
 
@@ -47,9 +48,13 @@ def stream(listener, db, prediction_id: str, after: int, keepalive: float, limit
                 return
         started = last_sent = time.monotonic()
         while time.monotonic() - started < limit:
-            # A published event can be lost (Redis restarting): a quiet second reads the
-            # record instead.
-            for event in following.wait(1.0) or db.events(prediction_id, after):
+            events = following.wait(1.0)
+            if not events and (following.may_have_missed()
+                               or time.monotonic() - last_sent >= keepalive):
+                # Published events are lost while Redis restarts: after that, and before
+                # each keep-alive, the record says what came.
+                events = db.events(prediction_id, after)
+            for event in events:
                 if event["event_id"] > after:
                     after = event["event_id"]
                     last_sent = time.monotonic()
