@@ -30,15 +30,20 @@ class ApiUser:
 def make_api_app(settings, trained_store, redis_server):
     """Build an app on the test Redis and models: make_api_app(database_url, **config)."""
 
+    made = []
+
     def make(database_url: str | None = None, **config):
-        return create_app({
+        made.append(create_app({
             "TESTING": True, "SECRET_KEY": "test-secret-key-of-some-length",
             "DATABASE_URL": database_url or settings.database_url,
             "REDIS_URL": redis_server.url, "MODEL_STORE_URL": str(trained_store.root),
             "SIEVE_RATE_LIMIT": "100000/minute", "SIEVE_SSE_MAX_SECONDS": 20,
-            "SIEVE_SSE_KEEPALIVE_SECONDS": 0.5, **config})
+            "SIEVE_SSE_KEEPALIVE_SECONDS": 0.5, **config}))
+        return made[-1]
 
     yield make
+    for app in made:
+        app.extensions["sieve"].listener.close()  # no thread outlives its test
     redis.Redis.from_url(redis_server.url).flushall()  # rate-limit counters, queues
 
 

@@ -38,6 +38,7 @@ def app(database_url, redis_server):
                       "DATABASE_URL": database_url, "REDIS_URL": redis_server.url})
     yield app
     app.extensions["sieve"].db.dispose()
+    app.extensions["sieve"].listener.close()
     # Queued messages and login counters stay with the test that made them.
     redis.Redis.from_url(redis_server.url).flushall()
 
