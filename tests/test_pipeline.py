@@ -132,6 +132,15 @@ def _new_many(services, images: list[bytes], pipeline_name: str = "filter") -> l
     return [p.id for p in services.db.create_predictions(uploads, pipeline_name)]
 
 
+def _assert_screened_and_classified(services, labels: dict[str, str]) -> None:
+    """Each prediction ({id: expected label}) went through both models, once."""
+    for pid, label in labels.items():
+        done = services.db.get_prediction(pid)
+        assert done.state == DONE and done.label == label
+        assert set(done.model_versions) == {"filter", "classifier"}
+        assert _states(services, pid) == [QUEUED, FILTERING, CLASSIFYING, DONE]
+
+
 def test_images_submitted_together_share_one_forward_pass(services, known_images,
                                                           outlier_png, fashion_test_images):
     (first, label_1), (second, label_2) = known_images[0], known_images[1]
@@ -146,11 +155,7 @@ def test_images_submitted_together_share_one_forward_pass(services, known_images
     assert "not a usable image" in services.db.get_prediction(broken).reason
     pipeline.classify_many(services, [shirt, trousers])
     assert services.models.batch_stats()["classifier"] == {"batches": 1, "images": 2}
-    for pid, label in ((shirt, label_1), (trousers, label_2)):
-        done = services.db.get_prediction(pid)
-        assert done.state == DONE and done.label == label
-        assert set(done.model_versions) == {"filter", "classifier"}
-        assert _states(services, pid) == [QUEUED, FILTERING, CLASSIFYING, DONE]
+    _assert_screened_and_classified(services, {shirt: label_1, trousers: label_2})
     # Redelivered messages: nothing moves again, no second result.
     assert pipeline.screen_many(services, ids) == []
     pipeline.classify_many(services, ids)
@@ -177,11 +182,7 @@ def test_the_filter_step_may_go_on_through_the_classifier_in_the_same_call(
     assert pipeline.screen_many(services, [screened]) == [screened]
     assert pipeline.screen_many(services, ids, then_classify=True) == [screened, shirt]
     assert services.models.batch_stats()["classifier"] == {"batches": 1, "images": 2}
-    for pid, label in ((shirt, shirt_label), (screened, second_label)):
-        done = services.db.get_prediction(pid)
-        assert done.state == DONE and done.label == label
-        assert set(done.model_versions) == {"filter", "classifier"}
-        assert _states(services, pid) == [QUEUED, FILTERING, CLASSIFYING, DONE]
+    _assert_screened_and_classified(services, {shirt: shirt_label, screened: second_label})
     assert _states(services, outlier) == [QUEUED, FILTERING, REJECTED]
     assert pipeline.screen_many(services, ids, then_classify=True) == []  # redelivered
 
