@@ -93,3 +93,19 @@ def test_predictions_are_counted(database):
     database.create_prediction(b"x", "image/png", "filter")
     database.create_prediction(b"y", "image/png", "classifier")
     assert database.count_predictions() == 2
+
+
+def test_a_token_is_found_by_its_hash_with_its_owner(database):
+    owner = database.create_user("owner@example.org", "hash", is_admin=True)
+    other = database.create_user("other@example.org", "hash")
+    database.create_api_token(other.id, "theirs", "b" * 64, "sieve_bbbbbb", ["predict"])
+    made = database.create_api_token(owner.id, "mine", "a" * 64, "sieve_aaaaaa",
+                                     ["predict", "train"])
+    token, user = database.api_token_owner("a" * 64)
+    assert (token.id, token.user_id, token.name, token.scopes, token.revoked_at) == (
+        made.id, owner.id, "mine", ["predict", "train"], None)
+    assert (user.id, user.email, user.is_admin) == (owner.id, "owner@example.org", True)
+    assert database.api_token_owner("c" * 64) is None
+    assert database.revoke_api_token(owner.id, made.id)
+    assert database.api_token_owner("a" * 64)[0].revoked_at is not None
+    assert database.api_token_owner("b" * 64)[1].email == "other@example.org"
