@@ -16,7 +16,8 @@ HTTP to a model Flask app), both under gunicorn.
    one forward pass per model); each image counts the time until all 16 are final.
 3. The baseline with the same clients: one image per request, answered at once.
 4. The limits: batched forward passes of both models, and the no-op two-task chain.
-And the resident memory of the web processes and of the worker.
+And the resident memory of the web processes and of the worker, and the CPU time per image
+that each side's processes (and the clients, in this process) used at the most clients.
 
 Targets: at 32 clients at least 2x the baseline's throughput with a p99 no worse; at least
 50% of the no-op chain's throughput; the batch path at least 50% of the raw batched
@@ -54,6 +55,24 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_per_image(processes: dict[str, list[int]], load) -> tuple[dict, dict[str, float]]:
+    """`load()`'s result, and the CPU milliseconds per image that each named group of
+    processes (and this process, the clients) used while it ran."""
+    pids = [pid for group in processes.values() for pid in group]
+    before, client = {pid: _cpu_seconds(pid) for pid in pids}, time.process_time()
+    result = load()
+    used = {name: sum(_cpu_seconds(pid) - before[pid] for pid in group)
+            for name, group in processes.items()}
+    used["clients"] = time.process_time() - client
+    return result, {name: 1000 * seconds / result["images"] for name, seconds in used.items()}
 
 
 def _children(pid: int) -> list[int]:
@@ -108,7 +127,8 @@ def _load(clients: int, jobs: list, one) -> dict:
     with ThreadPoolExecutor(clients) as pool:
         latencies = [x for batch in pool.map(run, jobs) for x in batch]
     elapsed = time.perf_counter() - started
-    return {"per_s": len(latencies) / elapsed, "p50": _ms(latencies, 0.5),
+    return {"images": len(latencies), "per_s": len(latencies) / elapsed,
+            "p50": _ms(latencies, 0.5),
             "p95": _ms(latencies, 0.95), "p99": _ms(latencies, 0.99)}
 
 
@@ -192,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     images = test_images(args.images)
     forward = forward_passes(store_url, images)
     raw = 1 / (1 / forward["filter"]["batched_per_s"] + 1 / forward["classifier"]["batched_per_s"])
-    rows, results = [], {}
+    rows, results, cpu = [], {}, {}
 
     with scratch() as run:
         folder, redis_server, database_url = run.folder, run.redis, run.database_url
@@ -214,10 +234,17 @@ def main(argv: list[str] | None = None) -> int:
                                broker_url=redis_server.url, result_backend=redis_server.url)
             noop = noop_chain(create_celery(settings), args.images, 50)
             service, baseline = _service_client(web.url, token), _baseline_client(front.url)
+            service_processes = {"web": _children(web.process.pid),
+                                 "worker": [worker.process.pid],
+                                 "Redis": [redis_server.process.pid]}
+            baseline_processes = {"front": _children(front.process.pid),
+                                  "model": _children(model.process.pid)}
+            singles = [[data] for data in images]
             for clients in args.clients:
-                singles = [[data] for data in images]
-                results[("service", clients)] = _load(clients, singles, service)
-                results[("baseline", clients)] = _load(clients, singles, baseline)
+                results[("service", clients)], cpu[("service", clients)] = _cpu_per_image(
+                    service_processes, lambda c=clients: _load(c, singles, service))
+                results[("baseline", clients)], cpu[("baseline", clients)] = _cpu_per_image(
+                    baseline_processes, lambda c=clients: _load(c, singles, baseline))
             many = [images[i % len(images)] for i in range(args.batch_images)]
             batches = [many[i:i + BATCH] for i in range(0, len(many), BATCH)]
             top = max(args.clients)
@@ -250,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     rows += [
         ("no-op chain throughput", f"{noop['per_s']:.0f} chains/s", "", None),
         ("raw batched forward, both models", f"{raw:.0f} img/s", "", None),
+        *((f"{kind} CPU per image at {top} clients (ms)",
+           ", ".join(f"{name} {ms:.2f}" for name, ms in cpu[(kind, top)].items())
+           + f"; all {sum(cpu[(kind, top)].values()):.2f}", "", None)
+          for kind in ("service", "baseline")),
         ("web process resident memory (max)", f"{max(memory):.0f} MB", "< 150 MB",
          max(memory) < 150),
         ("serving worker resident memory", f"{worker_memory:.0f} MB", "", None),
