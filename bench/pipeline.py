@@ -123,8 +123,10 @@ def noop_chain(celery, count: int, samples: int) -> dict:
         chain(i).apply_async().get(timeout=30)
         latencies.append(time.perf_counter() - started)
     started = time.perf_counter()
-    with ThreadPoolExecutor(SENDERS) as pool:
-        results = list(pool.map(lambda i: chain(i).apply_async(), range(count)))
+    # Sent from this one thread: each send subscribes to its result through the app's
+    # Redis result consumer, which is not safe to share between threads (results got
+    # lost: celery/celery#4363). One thread sends faster than the worker runs chains.
+    results = [chain(i).apply_async() for i in range(count)]
     [result.get(timeout=120) for result in results]  # no loop variable keeps one alive
     elapsed = time.perf_counter() - started
     # Results unsubscribe from Redis when collected (they sit in reference cycles): let
