@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import redis
 
+from sieve.events import receive
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "sieve:models:changes"
@@ -73,39 +75,16 @@ class Announcements:
 
     def _run(self) -> None:
         """Receive until stopped; subscribed again after each failure."""
-        pubsub = self.redis.pubsub()
-        failing = False
-        while not self.stopped.is_set():
-            try:
-                if not pubsub.subscribed:
-                    pubsub.subscribe(CHANNEL)
-                message = pubsub.get_message(timeout=1.0)
-            except redis.RedisError as exc:
-                if not failing:
-                    log.warning("model announcements: Redis is unreachable, retrying every "
-                                "%g s: %s", self.retry_after, exc)
-                failing = True
-                self.subscribed.clear()
-                pubsub.reset()
-                self.stopped.wait(self.retry_after)
-                continue
-            if message is None:
-                continue
-            if message["type"] == "subscribe":
-                self.subscribed.set()
-                if failing:
-                    log.info("model announcements: subscribed again")
-                failing = False
-            elif message["type"] == "message":
-                self._dispatch(message["data"])
-        pubsub.close()
+        receive(self.redis, lambda pubsub: pubsub.subscribe(CHANNEL), self._dispatch,
+                self.subscribed, self.stopped, self.retry_after, "model announcements")
 
-    def _dispatch(self, data: bytes) -> None:
+    def _dispatch(self, message: dict) -> None:
         """Hand a well-formed announcement's model name on; ignore anything else."""
         try:
-            name = json.loads(data)["model"]
+            name = json.loads(message["data"])["model"]
         except (ValueError, KeyError, TypeError):
-            log.warning("model announcements: ignored a malformed message %r", data[:200])
+            log.warning("model announcements: ignored a malformed message %r",
+                        message["data"][:200])
             return
         if isinstance(name, str):
             self.handle(name)

@@ -253,7 +253,7 @@ def _start_child(**_kwargs) -> None:
     """A prefork child of a serving worker keeps its own models current (it is forked
     before the worker is ready: the queues come from the app's consumer setup)."""
     from workers import app
-    queues = set(app.amqp.queues.consume_from or app.amqp.queues)
+    queues = set(app.amqp.queues.consume_from)
     if queues & SERVING_QUEUES:
         _start_reloader(services().models, worker_name(), queues)
 
