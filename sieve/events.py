@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import redis
 
@@ -25,6 +25,44 @@ PREFIX = "sieve:predictions:"
 def channel(prediction_id: str) -> str:
     """The pub/sub channel that carries one prediction's state changes."""
     return f"{PREFIX}{prediction_id}"
+
+
+def receive(client: redis.Redis, subscribe: Callable[[redis.client.PubSub], None],
+            handle: Callable[[dict], None], subscribed: threading.Event,
+            stopped: threading.Event, retry_after: float, what: str,
+            confirmed: Callable[[], None] = lambda: None) -> None:
+    """Receive pub/sub messages and hand each to `handle` until `stopped` is set.
+
+    `subscribe` subscribes a fresh PubSub; `subscribed` is set while Redis has confirmed
+    the subscription (after `confirmed` is called). When Redis goes away, the subscription
+    is made again every `retry_after` seconds; what was published meanwhile is lost."""
+    pubsub = client.pubsub()
+    failing = False
+    while not stopped.is_set():
+        try:
+            if not pubsub.subscribed:
+                subscribe(pubsub)
+            message = pubsub.get_message(timeout=1.0)
+        except redis.RedisError as exc:
+            if not failing:
+                log.warning("%s: Redis pub/sub is unreachable, retrying every %g s: %s",
+                            what, retry_after, exc)
+            failing = True
+            subscribed.clear()
+            pubsub.reset()
+            stopped.wait(retry_after)
+            continue
+        if message is None:
+            continue
+        if message["type"] in ("message", "pmessage"):
+            handle(message)
+        elif message["type"] in ("subscribe", "psubscribe"):
+            confirmed()
+            subscribed.set()
+            if failing:
+                log.info("%s: subscribed again", what)
+            failing = False
+    pubsub.close()
 
 
 class Events:
@@ -181,34 +219,13 @@ class Listener:
 
     def _run(self) -> None:
         """Receive until stopped; subscribed again after each failure."""
-        pubsub = self.redis.pubsub()
-        failing = False
-        while not self.stopped.is_set():
-            try:
-                if not pubsub.subscribed:
-                    pubsub.psubscribe(self.PATTERN)
-                message = pubsub.get_message(timeout=1.0)
-            except redis.RedisError as exc:
-                if not failing:
-                    log.warning("prediction events: Redis pub/sub is unreachable, "
-                                "retrying every %g s: %s", self.retry_after, exc)
-                failing = True
-                self.subscribed.clear()
-                pubsub.reset()
-                self.stopped.wait(self.retry_after)
-                continue
-            if message is None:
-                continue
-            if message["type"] == "pmessage":
-                self._dispatch(message)
-            elif message["type"] == "psubscribe":
-                # Confirmed: Redis delivers every event published from now on.
-                self._subscriptions += 1
-                self.subscribed.set()
-                if failing:
-                    log.info("prediction events: subscribed again")
-                failing = False
-        pubsub.close()
+        receive(self.redis, lambda pubsub: pubsub.psubscribe(self.PATTERN), self._dispatch,
+                self.subscribed, self.stopped, self.retry_after, "prediction events",
+                confirmed=self._confirmed)
+
+    def _confirmed(self) -> None:
+        """Count a confirmed subscription: Redis delivers every event published from now on."""
+        self._subscriptions += 1
 
     def _dispatch(self, message: dict) -> None:
         """Hand an event to the followers of its prediction, if there are any."""

@@ -160,6 +160,7 @@ class S3Store(Store):
             except BaseException:
                 self._delete(uploaded)  # nothing half-published stays behind
                 raise
+        self.published(name, version)
         return version
 
     def _claim(self, name: str) -> str:

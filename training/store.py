@@ -97,6 +97,8 @@ class Store(ABC):
     """What every backend offers: versions, verified opening, cards and aliases."""
 
     url: str
+    # Told when the version served of a model changes (see `open_store`); None: nobody.
+    announcer = None
 
     @abstractmethod
     def models(self) -> list[str]:
@@ -145,14 +147,31 @@ class Store(ABC):
         return self._read_aliases(check_name(name))[0]
 
     def update_aliases(self, name: str, change: Callable[[dict], dict]) -> dict:
-        """Apply `change` to the aliases document; retried when another writer won."""
+        """Apply `change` to the aliases document; retried when another writer won. A
+        change of the `production` alias is announced to the serving workers."""
         check_name(name)
         for _ in range(50):
             document, token = self._read_aliases(name)
             updated = change(copy.deepcopy(document))
             if self._write_aliases(name, updated, token):
+                before, after = (d["aliases"].get(PRODUCTION, {}).get("version")
+                                 for d in (document, updated))
+                if after != before:
+                    latest = self.latest(name)  # what is served where no alias pins one
+                    if (after or latest) != (before or latest):
+                        self.announce(name, after or latest)
                 return updated
         raise StoreError(f"could not update the aliases of {name}: too many writers at once")
+
+    def announce(self, name: str, version: str | None) -> None:
+        """Tell the serving workers that `version` of `name` is now the one served."""
+        if self.announcer is not None:
+            self.announcer.announce(name, version)
+
+    def published(self, name: str, version: str) -> None:
+        """Announce a new version when it is served: no `production` alias pins another."""
+        if self.announcer is not None and PRODUCTION not in self.aliases(name):
+            self.announce(name, version)
 
     def served(self, name: str) -> str | None:
         """The version workers serve: the `production` alias when set, else the latest."""
@@ -215,9 +234,11 @@ class ModelStore(Store):
         staging.mkdir(parents=True)
         try:
             stage(staging, name, files, card)
-            return self._commit(name, staging)
+            version = self._commit(name, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        self.published(name, version)
+        return version
 
     def _commit(self, name: str, staging: Path) -> str:
         """Rename the staging folder to the next free version number."""
@@ -285,20 +306,37 @@ class ModelStore(Store):
 LocalStore = ModelStore
 
 
-def open_store(url: str | None = None) -> Store:
-    """The store at `url` or MODEL_STORE_URL: a local folder (or file:// URL), or s3://."""
+def open_store(url: str | None = None, redis_url: str | None = None) -> Store:
+    """The store at `url` or MODEL_STORE_URL: a local folder (or file:// URL), or s3://.
+
+    Its changes of the served versions are announced on `redis_url` (default: REDIS_URL,
+    else the local Redis the workers use by default)."""
     settings = load_settings()
     url = url or settings.model_store_url
     if url.startswith("s3://"):
         from training.s3store import S3Store  # boto3 only where S3 is used
 
-        return S3Store.from_url(url, settings.model_cache_dir, settings.aws_endpoint_url)
-    url = url.removeprefix("file://")
-    if "://" in url:
-        raise StoreError(
-            f"MODEL_STORE_URL={url}: use a local folder, a file:// URL or s3://bucket/prefix"
-        )
-    return ModelStore(url)
+        store = S3Store.from_url(url, settings.model_cache_dir, settings.aws_endpoint_url)
+    else:
+        url = url.removeprefix("file://")
+        if "://" in url:
+            raise StoreError(
+                f"MODEL_STORE_URL={url}: use a local folder, a file:// URL or s3://bucket/prefix"
+            )
+        store = ModelStore(url)
+    store.announcer = _announcer(redis_url)
+    return store
+
+
+def _announcer(redis_url: str | None):
+    """The announcer of served-version changes; None where Sieve's service package is not
+    installed (a training job's container packs `training/` alone, and has no Redis)."""
+    try:
+        from sieve.config import DEFAULT_REDIS_URL
+        from sieve.modelchanges import Announcer
+    except ImportError:
+        return None
+    return Announcer(redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -22,7 +21,7 @@ from wtforms.validators import NumberRange, Optional
 from training.registry import list_models, promote, rollback, show
 from training.store import NAME_PATTERN, PRODUCTION, StoreError
 from web.accounts import current_user, login_required
-from web.api.models import store
+from web.api.models import store, with_workers
 from web.services import services
 from workers.client import QueueUnavailable
 from workers.runs import InvalidParameters, cancel_run, get_run, list_runs, submit_run
@@ -113,7 +112,7 @@ def cancel(run_id: str):
 @login_required
 def models():
     """Every model, its versions, metrics and aliases."""
-    return render_template("training/models.html", models=list_models(store()),
+    return render_template("training/models.html", models=with_workers(list_models(store())),
                            form=ActionForm(), admin=current_user().is_admin)
 
 
@@ -170,8 +169,9 @@ def promote_version(name: str):
         abort(400, "The form expired: reload the page and try again.")
     alias = request.form.get("alias") or PRODUCTION
     promote(name, version, alias, store(), by=current_user().email)
-    flash(f"{name} {version} is now {alias}; workers switch within "
-          f"{current_app.extensions['sieve'].settings.model_reload_interval:g} s.")
+    flash(f"{name} {version} is now {alias}."
+          + (" Serving workers switch as soon as they have loaded it: the table of workers "
+             "shows which version each one serves." if alias == PRODUCTION else ""))
     return redirect(url_for("training.models"))
 
 

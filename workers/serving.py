@@ -5,19 +5,21 @@ A pipeline step hands over the images of the predictions it runs together (see
 own prediction), then all go through the model in forward passes of at most `max_batch`,
 one pass at a time per model.
 
-Hot reload: every `reload_interval` seconds (SIEVE_MODEL_RELOAD_INTERVAL) a background
-thread asks the model store which version is served (the `production` alias, else the
-latest). When it changed, the thread loads the new version while predictions go on with
-the old one, then swaps. Each queued image carries the model it was preprocessed for, so
-an image in flight during the swap is still answered, by the version its result names.
+Switching versions: `workers.reloading.Reloader` decides when to look (an announcement
+from the registry, or its timer) and calls `switch`, which loads and verifies the new
+version in the reloader's thread while predictions go on with the old one, then swaps it
+in between two forward passes. Each queued image carries the model it was preprocessed
+for, so an image in flight during the swap is still answered, by the version its result
+names.
 """
 
 import logging
 import threading
-import time
 from collections import OrderedDict
+from datetime import UTC, datetime
 
 import torch
+from PIL import Image
 
 from training.images import ImageError
 from training.predict import Predictor
@@ -38,20 +40,17 @@ class ModelUnavailable(RuntimeError):
 class ServedModels:
     """The filter and the classifier of one worker process, loaded on first use."""
 
-    def __init__(self, store_url: str | None = None, max_batch: int = 32,
-                 reload_interval: float = 0.0):
+    def __init__(self, store_url: str | None = None, max_batch: int = 32):
         self.store_url, self.max_batch = store_url, max_batch
-        self.reload_interval = reload_interval  # 0: load once, never look again
         self._lock = threading.Lock()
         self._store: Store | None = None
         self._predictors: dict[str, Predictor] = {}
+        self.since: dict[str, str] = {}  # model -> when its version began to serve (UTC)
         self._batchers: dict[str, MicroBatcher] = {}
         # Preprocessed images by prediction id: the classifier step reuses what the filter
         # step decoded when both models preprocess alike (and the same process runs both).
         self._canonical: OrderedDict = OrderedDict()
         self._canonical_lock = threading.Lock()
-        self._checked: dict[str, float] = {}
-        self._reloading: set[str] = set()
 
     def store(self) -> Store:
         """The model store, opened once (an S3 client is reused across threads)."""
@@ -67,46 +66,36 @@ class ServedModels:
                     predictor = Predictor.from_store(name, store=self.store())
                 except StoreError as exc:
                     raise ModelUnavailable(str(exc)) from exc
-                self._predictors[name] = predictor
-                metrics.serving(name, predictor.version)
-                self._checked[name] = time.monotonic()
-                self._batchers[name] = MicroBatcher(_run_batch, self.max_batch, 0, name)
+                self._install(name, predictor)
                 log.info("serving %s %s", name, predictor.version)
-            elif self._reload_due(name):
-                self._reloading.add(name)
-                threading.Thread(target=self._reload_in_background, args=(name,),
-                                 daemon=True, name=f"reload-{name}").start()
             return self._predictors[name]
 
-    def _reload_due(self, name: str) -> bool:
-        """True when it is time to ask the store again (and nobody is asking already)."""
-        return (self.reload_interval > 0 and name not in self._reloading
-                and time.monotonic() - self._checked[name] >= self.reload_interval)
+    def _install(self, name: str, predictor: Predictor) -> None:
+        """Make `predictor` the one that serves `name` (the caller holds the lock)."""
+        self._predictors[name] = predictor
+        self.since[name] = datetime.now(UTC).isoformat(timespec="seconds")
+        if name not in self._batchers:
+            self._batchers[name] = MicroBatcher(_run_batch, self.max_batch, 0, name)
+        metrics.serving(name, predictor.version)
 
-    def _reload_in_background(self, name: str) -> None:
-        """One reload check; a failure keeps the current version serving."""
-        try:
-            self.reload(name)
-        except Exception:  # noqa: BLE001 - a failed reload must never stop serving
-            log.exception("could not reload %s; still serving %s", name,
-                          self._predictors[name].version)
-        finally:
-            with self._lock:
-                self._checked[name] = time.monotonic()
-                self._reloading.discard(name)
-
-    def reload(self, name: str) -> str | None:
-        """Load and swap in the served version of `name` if it changed; returns it then."""
-        version = self.store().served(name)
-        current = self._predictors.get(name)
-        if version is None or (current is not None and current.version == version):
-            return None
-        predictor = Predictor.from_store(name, version, self.store())
+    def serving(self) -> dict[str, str]:
+        """The version each loaded model serves now."""
         with self._lock:
-            self._predictors[name] = predictor
-        metrics.serving(name, version)
-        log.info("serving %s %s (was %s)", name, version, current and current.version)
-        return version
+            return {name: p.version for name, p in self._predictors.items()}
+
+    def switch(self, name: str, version: str) -> bool:
+        """Load `version` of `name`, check that it answers, and swap it in; False when it
+        is already served. Raises (and changes nothing) when the version cannot be loaded:
+        StoreError for a missing or damaged file, whatever torch raises for a bad model."""
+        current = self.serving().get(name)
+        if current == version:
+            return False
+        predictor = Predictor.from_store(name, version, self.store())
+        _check_answers(predictor)
+        with self._lock:
+            self._install(name, predictor)
+        log.info("serving %s %s (was %s)", name, version, current)
+        return True
 
     def warm_up(self) -> None:
         """Load both models now, logging (not raising) when one is missing."""
@@ -168,6 +157,17 @@ class ServedModels:
         """Batches run and images served per model, for logs and benchmarks."""
         return {name: {"batches": b.batches, "images": b.items}
                 for name, b in self._batchers.items()}
+
+
+def _check_answers(predictor: Predictor) -> None:
+    """A forward pass of a blank image: a model that loads but cannot answer (wrong
+    shapes, wrong outputs) is refused before it serves anything."""
+    blank = Image.new("L", (predictor.preprocessing.size,) * 2)
+    row = predictor.probabilities(predictor.canonical([blank]))[0]
+    expected = () if "threshold" in predictor.card else (len(predictor.classes),)
+    if tuple(row.shape) != expected or not bool(torch.isfinite(row).all()):
+        raise StoreError(f"{predictor.name} {predictor.version} answers a blank image with "
+                         f"an output of shape {tuple(row.shape)}, not {expected}")
 
 
 def _run_batch(items: list[tuple[Predictor, torch.Tensor]]) -> list:

@@ -12,7 +12,13 @@ import redis
 import sqlalchemy.exc
 import torch
 from celery import Task, shared_task
-from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 from sieve.database import Database
 from sieve.events import Events
@@ -27,6 +33,7 @@ from workers.celery_app import (
     NOOP_SECOND,
 )
 from workers.recovery import Recovery
+from workers.reloading import Reloader, worker_name
 from workers.serving import ServedModels
 
 log = logging.getLogger(__name__)
@@ -55,8 +62,7 @@ def services() -> pipeline.Services:
             torch.set_num_threads(settings.torch_threads)
             _state["services"] = pipeline.Services(
                 db=Database(settings.database_url), events=Events(settings.redis_url),
-                models=ServedModels(max_batch=settings.batch_max_size,
-                                    reload_interval=settings.model_reload_interval),
+                models=ServedModels(max_batch=settings.batch_max_size),
                 time_limit=settings.task_time_limit, top_k=settings.top_k)
         return _state["services"]
 
@@ -229,9 +235,27 @@ def _start_serving(sender, **_kwargs) -> None:
     current = services()
     if "prefork" not in type(sender.pool).__module__:
         current.models.warm_up()  # forked children load their own copy on first use
+        _start_reloader(current.models, worker_name(sender.hostname), queues)
     recovery = Recovery(sender.app, current.db, sender.app.conf.sieve.recovery_interval)
     recovery.start()
     _state["recovery"] = recovery
+
+
+def _start_reloader(models: ServedModels, worker: str, queues) -> None:
+    """Switch this process's models when the registry announces a change, and on a timer."""
+    settings = worker_settings()
+    _state["reloader"] = Reloader(models, worker, settings.redis_url,
+                                  settings.model_reload_interval, tuple(queues)).start()
+
+
+@worker_process_init.connect
+def _start_child(**_kwargs) -> None:
+    """A prefork child of a serving worker keeps its own models current (it is forked
+    before the worker is ready: the queues come from the app's consumer setup)."""
+    from workers import app
+    queues = set(app.amqp.queues.consume_from)
+    if queues & SERVING_QUEUES:
+        _start_reloader(services().models, worker_name(), queues)
 
 
 def _wake() -> None:
@@ -240,6 +264,8 @@ def _wake() -> None:
 
 @worker_shutdown.connect
 def _stop_serving(**_kwargs) -> None:
-    """Stop the recovery loop with the worker."""
+    """Stop the recovery loop and the reloader with the worker."""
     if "recovery" in _state:
         _state["recovery"].stopped.set()
+    if "reloader" in _state:
+        _state["reloader"].stop()

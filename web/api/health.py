@@ -1,12 +1,14 @@
 """Health checks at the root: `/healthz` (the process answers) and `/readyz` (the broker,
-the database and a served version of each model are reachable). No token needed."""
+the database and a served version of each model are reachable; with what each serving
+worker reports it serves, and a warning for each version a worker refused to load). No
+token needed."""
 
 import redis
 from flask import Blueprint
 from sqlalchemy.exc import SQLAlchemyError
 
 from training.store import StoreError
-from web.api.models import store
+from web.api.models import store, workers_serving
 from web.services import services
 from workers.client import _redis
 
@@ -55,6 +57,17 @@ def readyz():
     problems = {"broker": _broker(), "database": _database(),
                 **{f"model:{name}": _model(name) for name in SERVED_MODELS}}
     checks = {name: "ok" if error is None else error for name, error in problems.items()}
+    workers = workers_serving() if problems["broker"] is None else None
+    answer = {"checks": checks, "workers": workers or {}, "warnings": refusals(workers or {})}
     if any(error is not None for error in problems.values()):
-        return {"status": "unavailable", "checks": checks}, 503, {"Retry-After": "5"}
-    return {"status": "ready", "checks": checks}
+        return {"status": "unavailable", **answer}, 503, {"Retry-After": "5"}
+    return {"status": "ready", **answer}
+
+
+def refusals(workers: dict[str, list[dict]]) -> list[str]:
+    """A line for each version a worker refused to load (it goes on serving the one it
+    has, so the service stays ready)."""
+    return [f"{line['worker']} could not load {name} {line['refused']['version']} and still "
+            f"serves {line.get('version') or 'nothing'}: {line['refused']['error']}"
+            for name, lines in sorted(workers.items()) for line in lines
+            if line.get("refused")]

@@ -1,22 +1,52 @@
-"""The model registry: list models and their versions (any token); promote and roll back
-aliases (the `train` scope and an administrator)."""
+"""The model registry: list models and their versions, with the version each serving
+worker reports (any token); promote and roll back aliases (the `train` scope and an
+administrator)."""
 
+import redis
 from flask import current_app, g
 
+from sieve.modelchanges import by_model, read_reports
 from training.registry import history, list_models, promote, rollback, show
 from training.store import NAME_PATTERN, PRODUCTION, Store, StoreError, open_store
 from web.api import bp
 from web.api.errors import fail
 from web.api.tokens import TRAIN, require_admin, require_token
 from web.api.training import json_body
+from web.services import services
 
 
 def store() -> Store:
-    """The model store (MODEL_STORE_URL), opened once per app."""
+    """The model store (MODEL_STORE_URL), opened once per app; its promotions and rollbacks
+    are announced to the serving workers on the app's Redis."""
     if "sieve_model_store" not in current_app.extensions:
         current_app.extensions["sieve_model_store"] = open_store(
-            current_app.config.get("MODEL_STORE_URL"))
+            current_app.config.get("MODEL_STORE_URL"), services().settings.redis_url)
     return current_app.extensions["sieve_model_store"]
+
+
+def workers_serving() -> dict[str, list[dict]] | None:
+    """Per model, what each live serving worker reports it serves; None when Redis cannot
+    be read."""
+    try:
+        return by_model(read_reports(services().events.redis))
+    except redis.RedisError:
+        return None
+
+
+def with_workers(models: list[dict]) -> list[dict]:
+    """The models of `list_models` with their workers' reports: `workers` (one line per
+    worker process: version, since, a refused version) and `on_every_worker` (whether
+    every reporting worker serves the served version; None when none reports)."""
+    reports = workers_serving()
+    answer = []
+    for model in models:
+        lines = (reports or {}).get(model["name"], [])
+        everywhere = (all(line.get("version") == model["served"] for line in lines)
+                      if lines else None)
+        answer.append({**model, "workers": lines, "on_every_worker": everywhere,
+                       **({"workers_unknown": "Redis cannot be read"}
+                          if reports is None else {})})
+    return answer
 
 
 def _model(name: str) -> str:
@@ -29,8 +59,9 @@ def _model(name: str) -> str:
 @bp.get("/models")
 @require_token()
 def models():
-    """Every model: its versions with their headline metric, aliases, the served one."""
-    return {"items": list_models(store())}
+    """Every model: its versions with their headline metric, aliases, the served one, and
+    the version each serving worker reports."""
+    return {"items": with_workers(list_models(store()))}
 
 
 @bp.get("/models/<name>")

@@ -110,6 +110,8 @@ SCHEMAS = {
             "type": "object", "required": ["name", "served", "aliases", "versions"],
             "properties": {"name": {"type": "string"}, "served": NULLABLE_STRING,
                            "aliases": {"type": "object"},
+                           "workers": {"type": "array", "items": ref("WorkerServing")},
+                           "on_every_worker": {"type": ["boolean", "null"]},
                            "versions": {"type": "array", "items": {
                                "type": "object", "required": ["version"]}}}}}}},
     "Model": {"type": "object", "required": ["name", "version", "aliases", "card", "history"],
@@ -127,5 +129,16 @@ SCHEMAS = {
     "Health": {"type": "object", "required": ["status"],
                "properties": {"status": {"type": "string"},
                               "checks": {"type": "object",
-                                         "additionalProperties": {"type": "string"}}}},
+                                         "additionalProperties": {"type": "string"}},
+                              "workers": {"type": "object", "additionalProperties": {
+                                  "type": "array", "items": ref("WorkerServing")}},
+                              "warnings": {"type": "array", "items": {"type": "string"}}}},
+    "WorkerServing": {
+        "type": "object", "required": ["worker", "version"],
+        "description": "What one serving worker process reports it serves of a model.",
+        "properties": {"worker": {"type": "string"}, "version": NULLABLE_STRING,
+                       "since": NULLABLE_STRING, "updated": NULLABLE_STRING,
+                       "queues": {"type": "array", "items": {"type": "string"}},
+                       "refused": {"type": "object", "description": "the version it could "
+                                   "not load, and why; it serves `version` meanwhile"}}},
 }
