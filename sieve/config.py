@@ -51,6 +51,7 @@ class ServiceSettings:
     training_heartbeat: float = 2.0
     training_stale_after: float = 60.0
     chain_locally: bool = True
+    sagemaker_autodeploy: bool = False
 
 
 def load_service_settings() -> ServiceSettings:
@@ -75,4 +76,5 @@ def load_service_settings() -> ServiceSettings:
         training_heartbeat=_float("SIEVE_TRAINING_HEARTBEAT", 2),
         training_stale_after=_float("SIEVE_TRAINING_STALE_AFTER", 60),
         chain_locally=_flag("SIEVE_CHAIN_LOCALLY", True),
+        sagemaker_autodeploy=_flag("SIEVE_SAGEMAKER_AUTODEPLOY", False),
     )

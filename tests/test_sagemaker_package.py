@@ -16,9 +16,8 @@ from training.sagemaker.package import build_model_archive, safe_extract
 HARNESS = r"""
 import json, sys
 from pathlib import Path
-import inference, training
-assert Path(training.__file__).resolve().is_relative_to(Path(sys.argv[1]).resolve() / "code"), \
-    training.__file__
+import inference
+code = Path(sys.argv[1]).resolve() / "code"
 requests = json.loads(Path(sys.argv[2]).read_text())
 model = inference.model_fn(sys.argv[1])
 answers = []
@@ -30,6 +29,9 @@ for request in requests:
         answers.append({"kind": kind, "body": json.loads(output)})
     except inference.RequestError as exc:
         answers.append({"error": str(exc), "status": exc.status_code})
+outside = [m.__file__ for n, m in sys.modules.items() if n.split(".")[0] == "training"
+           and not Path(m.__file__).resolve().is_relative_to(code)]
+assert not outside, f"project modules from outside the archive: {outside}"
 print(json.dumps(answers))
 """
 
@@ -63,27 +65,56 @@ def run_handler(model_dir, tmp_path, requests: list[tuple[bytes, str]]) -> list[
 
 
 def test_archive_layout(unpacked):
-    """Weights and cards at the top, the handler, its requirements and the project's own
-    preprocessing under code/, nothing else."""
+    """Weights and cards at the top; under code/ the handler, its requirements and exactly
+    the project modules its imports reach, the shared preprocessing among them."""
     archive, _ = unpacked
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
     assert {"classifier.pt", "classifier.json", "filter.pt", "filter.json",
-            "sieve-package.json", "code/inference.py", "code/requirements.txt",
-            "code/training/preprocess.py", "code/training/predict.py"} <= names
-    assert not any("store" in n or "s3store" in n for n in names), names
-    assert all(n.startswith("code/") or "/" not in n for n in names)
+            "sieve-package.json"} == {n for n in names if "/" not in n}
+    modules = package.module_closure(package.HANDLER)
+    assert {"training.predict", "training.preprocess", "training.checkpoint",
+            "training.__init__"} <= set(modules)
+    assert not any(m.startswith(("training.sagemaker", "training.train")) for m in modules)
+    assert {n for n in names if "/" in n} == {
+        "code/inference.py", "code/requirements.txt",
+        *(f"code/{m.replace('.', '/')}.py" for m in modules)}
 
 
 def test_archive_code_is_the_checkouts(unpacked):
-    """The packed modules are this checkout's files, byte for byte."""
+    """The packed modules are this checkout's files, byte for byte; the requirements are
+    those of their third-party imports, less what the container has."""
     _, folder = unpacked
-    for module in package.module_closure("training.predict"):
+    for module in package.module_closure(package.HANDLER):
         relative = module.replace(".", "/") + ".py"
         assert (folder / "code" / relative).read_bytes() == (package.ROOT / relative).read_bytes()
     requirements = (folder / "code" / "requirements.txt").read_text().split()
     assert any(r.startswith("pillow==") for r in requirements)
-    assert not any(r.startswith(("torch", "numpy")) for r in requirements)
+    assert not any(r.startswith(("torch", "numpy", "boto")) for r in requirements)
+
+
+def test_module_closure_follows_every_import(tmp_path):
+    """Imports at the top, inside functions, relative and of packages are followed, with
+    the packages' __init__ modules; `if TYPE_CHECKING:` imports and other libraries are
+    not."""
+    files = {
+        "app/__init__.py": "",
+        "app/core.py": "import json\nfrom . import helpers\n"
+                       "from typing import TYPE_CHECKING\n"
+                       "if TYPE_CHECKING:\n    from app import typing_only\n"
+                       "def later():\n    from app.sub import deep\n    return deep\n",
+        "app/helpers.py": "import numpy\n",
+        "app/typing_only.py": "",
+        "app/unused.py": "",
+        "app/sub/__init__.py": "from ..helpers import *\n",
+        "app/sub/deep.py": "import app.sub\n",
+        "entry.py": "import sys\nfrom app.core import later\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert package.module_closure(tmp_path / "entry.py", tmp_path) == [
+        "app.__init__", "app.core", "app.helpers", "app.sub.__init__", "app.sub.deep"]
 
 
 def test_handler_classifies_known_images(unpacked, known_images, tmp_path):

@@ -1,8 +1,15 @@
 """The training CLI as a SageMaker training-job entry point, and a job's model registered
-in the model store (the job itself created on moto's server, which runs no container)."""
+in the model store (the job itself created on moto's server, which runs no container).
+
+`test_source_archive_runs_as_the_container_runs_it` plays the container's part: it takes
+the job that `train` created, unpacks its sourcedir.tar.gz into an empty folder and runs
+the entry script there in a new process, as the SageMaker training toolkit does."""
 
 import json
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import boto3
 import numpy as np
@@ -12,7 +19,18 @@ from PIL import Image
 from tests.fixtures_sagemaker import cli
 from training import train
 from training.sagemaker import environment
+from training.sagemaker.package import safe_extract
 from training.store import ModelStore
+
+# Runs in the container's code folder: which project modules the entry script brings in,
+# and from where.
+PROBE = r"""
+import json, sys
+from pathlib import Path
+import sieve_train
+print(json.dumps({n: m.__file__ for n, m in sys.modules.items()
+                  if n.split(".")[0] == "training"}))
+"""
 
 
 def tiny_image_folder(root) -> None:
@@ -46,6 +64,99 @@ def test_hyperparameters_become_options(monkeypatch):
                                              "seed": "7", "x": False}))
     assert environment.hyperparameter_argv() == ["--epochs", "2", "--download-data",
                                                  "--seed", "7"]
+
+
+def test_toolkit_options_become_training_options():
+    """The container's `--key value` pairs: dashes in names, flags for true values,
+    nothing for false ones; options already in our form pass as they are."""
+    argv = ["--batch_size", "64", "--download_data", "True", "--epochs", "1", "--seed", "7",
+            "--model", "filter", "--subset", "False", "--lr", "-1"]
+    assert environment.job_argv(argv, {}) == ["--batch-size", "64", "--download-data",
+                                              "--epochs", "1", "--seed", "7", "--model",
+                                              "filter", "--lr", "-1"]
+    assert environment.job_argv(["--train", "--epochs", "2", "--image-size=16"], {}) == [
+        "--train", "--epochs", "2", "--image-size=16"]
+    assert environment.job_argv([], {"SM_HPS": '{"epochs": 2}'}) == ["--epochs", "2"]
+
+
+def container_run(job: dict, code: Path, base: Path) -> tuple[list[str], dict]:
+    """The command and environment the PyTorch training container gives a job's entry
+    script (sagemaker-training's `entry_point.run`): `python <sagemaker_program>` in the
+    code folder, with the hyperparameters other than `sagemaker_*` JSON-decoded, sorted by
+    name and passed as `--name value` (`True` for true), and the SM_* variables."""
+    hps = {}
+    for key, value in job["HyperParameters"].items():
+        if not key.startswith("sagemaker_"):
+            try:
+                hps[key] = json.loads(value)
+            except ValueError:
+                hps[key] = value
+    args = [part for key in sorted(hps) for part in (f"--{key}", str(hps[key]))]
+    channels = [channel["ChannelName"] for channel in job["InputDataConfig"]]
+    program = job["HyperParameters"]["sagemaker_program"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(base), "SM_MODEL_DIR": str(base / "model"),
+           "SM_OUTPUT_DATA_DIR": str(base / "output" / "data"),
+           "SM_CHANNELS": json.dumps(channels), "SM_HPS": json.dumps(hps),
+           "SM_NUM_GPUS": "0", "SM_NUM_CPUS": "1", "SM_CURRENT_HOST": "algo-1",
+           "SM_HOSTS": '["algo-1"]', "SM_USER_ENTRY_POINT": program,
+           "SM_MODULE_DIR": job["HyperParameters"]["sagemaker_submit_directory"],
+           **{f"SM_CHANNEL_{c.upper()}": str(base / "input" / "data" / c) for c in channels},
+           **{f"SM_HP_{k.upper()}": v if isinstance(v, str) else json.dumps(v)
+              for k, v in hps.items()}}
+    return [sys.executable, program, *args], env
+
+
+def test_source_archive_runs_as_the_container_runs_it(aws, fashion, capsys, tmp_path):
+    """The job `train` creates, run as the container runs it on a Fashion-MNIST channel:
+    the source archive unpacked into an empty folder, its requirements already met, the
+    entry script run there in a new process that sees no other copy of the project,
+    hyperparameters as the toolkit passes them. It writes the model and its card to
+    SM_MODEL_DIR, trained with those hyperparameters."""
+    code, out, err = cli(capsys, "train", "--data", f"s3://{aws['bucket']}/data/fashion/",
+                         "--hp", "epochs=1", "--hp", "subset=500", "--hp", "val_size=500",
+                         "--hp", "batch_size=64", "--hp", "width=4", "--hp", "optimizer=adam",
+                         "--hp", "threads=1", "--no-wait")
+    assert code == 0, err
+    name = json.loads(out[out.index("{"):])["training_job"]
+    job = aws["sm"].describe_training_job(TrainingJobName=name)
+    bucket, key = job["HyperParameters"]["sagemaker_submit_directory"][5:].split("/", 1)
+    source = tmp_path / "sourcedir.tar.gz"
+    aws["s3"].download_file(bucket, key, str(source))
+    base = tmp_path / "opt" / "ml"
+    folder = safe_extract(source, base / "code")
+    channel = base / "input" / "data" / "training"
+    channel.mkdir(parents=True)
+    for path in Path(fashion.source).glob("*-ubyte.gz"):  # SageMaker copies the S3 prefix
+        (channel / path.name).symlink_to(path)
+    command, env = container_run(job, folder, base)
+    assert command[1:3] == ["sieve_train.py", "--batch_size"], command
+
+    # The toolkit installs requirements.txt first: here everything must already be met.
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--dry-run",
+                          "-r", "requirements.txt"], cwd=folder, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert pip.returncode == 0 and "Would install" not in pip.stdout, pip.stdout + pip.stderr
+
+    done = subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    model = base / "model"
+    assert {"model.pt", "card.json", "curves.png", "confusion.png"} <= {
+        p.name for p in model.iterdir()}
+    card = json.loads((model / "card.json").read_text())
+    assert card["name"] == "classifier" and card["data"]["name"] == "fashion-mnist"
+    assert card["data"]["source"] == str(channel)
+    assert (card["data"]["subset"], card["data"]["val"]) == (500, 500)
+    assert (card["training"]["epochs"], card["training"]["batch_size"]) == (1, 64)
+    assert card["training"]["optimizer"] == "adam" and card["architecture"]["width"] == 4
+    assert json.loads((base / "output" / "data" / "card.json").read_text()) == card
+
+    probe = subprocess.run([sys.executable, "-c", PROBE], cwd=folder, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr
+    loaded = json.loads(probe.stdout)
+    assert {"training.train", "training.data", "training.preprocess"} <= set(loaded)
+    assert all(Path(f).is_relative_to(folder) for f in loaded.values()), loaded
 
 
 def test_entry_point_trains_from_channel(job_env, tmp_path):

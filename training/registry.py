@@ -21,6 +21,7 @@ import json
 import sys
 from datetime import UTC, datetime
 
+from sieve.deployments import request_deployment
 from training.cli import HelpFormatter
 from training.store import PRODUCTION, Store, StoreError, check_name, open_store
 
@@ -80,7 +81,8 @@ def promote(name: str, version: str, alias: str = PRODUCTION, store: Store | Non
     """Point `alias` at `version` (it must be published); returns the alias entry.
 
     The version the alias left is remembered for `rollback`. Promoting the version the alias
-    already points at changes nothing.
+    already points at changes nothing. A new `production` version is deployed to SageMaker
+    when SIEVE_SAGEMAKER_AUTODEPLOY is on (sieve/deployments.py).
     """
     store = store or open_store()
     check_name(alias, "alias")
@@ -88,10 +90,13 @@ def promote(name: str, version: str, alias: str = PRODUCTION, store: Store | Non
         raise StoreError(f"{name} {version} is not published in {store.url}: "
                          f"published are {', '.join(store.versions(name)) or 'none'}")
 
+    changed = []
+
     def change(document: dict) -> dict:
         entry = document["aliases"].get(alias)
         if entry and entry["version"] == version:
             return document
+        changed.append(version)
         previous = [*entry["previous"], entry["version"]] if entry else []
         document["aliases"][alias] = {"version": version, "previous": previous,
                                       "updated": _now(), "by": by}
@@ -100,12 +105,16 @@ def promote(name: str, version: str, alias: str = PRODUCTION, store: Store | Non
                                     "at": _now(), "by": by, "note": note})
         return document
 
-    return store.update_aliases(name, change)["aliases"][alias]
+    entry = store.update_aliases(name, change)["aliases"][alias]
+    if changed and alias == PRODUCTION:
+        request_deployment(name, version)
+    return entry
 
 
 def rollback(name: str, alias: str = PRODUCTION, store: Store | None = None,
              by: str | None = None) -> dict:
-    """Return `alias` to the version it pointed at before its last promotion."""
+    """Return `alias` to the version it pointed at before its last promotion (deployed to
+    SageMaker like a promotion, for `production`)."""
     store = store or open_store()
     check_name(alias, "alias")
 
@@ -122,7 +131,10 @@ def rollback(name: str, alias: str = PRODUCTION, store: Store | None = None,
                                     "note": None})
         return document
 
-    return store.update_aliases(check_name(name), change)["aliases"][alias]
+    entry = store.update_aliases(check_name(name), change)["aliases"][alias]
+    if alias == PRODUCTION:
+        request_deployment(name, entry["version"])
+    return entry
 
 
 def history(name: str, store: Store | None = None) -> list[dict]:

@@ -373,8 +373,8 @@ def cli(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if sagemaker.in_training_job() and not argv:
-        argv = sagemaker.hyperparameter_argv()
+    if sagemaker.in_training_job():
+        argv = sagemaker.job_argv(argv)
     args = get_args_parser().parse_args(argv)
     args.argv = argv
     scratch = sagemaker.apply(args) if sagemaker.in_training_job() else None

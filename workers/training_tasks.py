@@ -18,6 +18,7 @@ from celery import Celery, shared_task
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
 from sieve.database import Database
+from sieve.deployments import DEPLOY_TASK
 from workers import trainer
 from workers.celery_app import TRAIN_TASK
 from workers.client import QueueUnavailable
@@ -50,6 +51,17 @@ def train_model(self, run_id: str) -> str | None:
     return trainer.execute(database(), settings.redis_url, run_id,
                            worker=self.request.hostname or "unknown",
                            task_id=self.request.id, heartbeat=settings.training_heartbeat)
+
+
+@shared_task(name=DEPLOY_TASK, acks_late=False, time_limit=2 * 3600 + 60,
+             soft_time_limit=2 * 3600)
+def deploy_to_sagemaker(name: str, version: str) -> dict:
+    """Deploy the versions the workers serve to the SageMaker endpoint, after `name`
+    `version` went into production (sieve/deployments.py)."""
+    from training.sagemaker import release  # boto3 and sagemaker-core: only when deploying
+
+    log.info("deploying to SageMaker: %s %s is in production", name, version)
+    return release.deploy_served(echo=log.info)
 
 
 @worker_init.connect

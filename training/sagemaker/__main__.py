@@ -29,9 +29,9 @@ from pathlib import Path
 import botocore.exceptions
 
 from training.cli import HelpFormatter
-from training.sagemaker import endpoints, jobs
+from training.sagemaker import endpoints, jobs, release
 from training.sagemaker.config import SageMakerError, SageMakerSettings, load_sagemaker_settings
-from training.sagemaker.package import build_model_archive, temporary_archive
+from training.sagemaker.package import build_model_archive
 from training.store import StoreError, open_store
 
 
@@ -180,20 +180,15 @@ def run(args: argparse.Namespace, settings: SageMakerSettings) -> object:
 
 
 def _deploy(args, settings: SageMakerSettings, clients, wait: dict) -> dict:
-    """Package and upload unless --model-data names an archive, then deploy."""
-    model_data, tags = args.model_data, {}
-    if model_data is None:
-        archive = temporary_archive("sieve-deploy-")
-        info = build_model_archive(open_store(args.model_store), args.model, args.ref, archive,
-                                   args.filter_ref, args.filter)
-        label = "-".join(f"{m['name']}-{m['version']}" for m in info["models"].values())
-        model_data = endpoints.upload(clients, archive, settings.require_s3_url() + "/models",
-                                      label)
-        print(f"uploaded {model_data}")
-        tags = {f"sieve:{role}": f"{m['name']} {m['version']}"
-                for role, m in info["models"].items()}
-    return endpoints.deploy(clients, settings, args.endpoint, model_data, args.instance_type,
-                            args.instance_count, args.async_output, tags, **wait)
+    """Deploy --model-data as it is, or package and upload --model first."""
+    if args.model_data is None:
+        return release.deploy_registered(
+            clients, settings, open_store(args.model_store), args.endpoint, args.model,
+            args.ref, args.filter, args.filter_ref, args.instance_type, args.instance_count,
+            args.async_output, **wait)
+    return endpoints.deploy(clients, settings, args.endpoint, args.model_data,
+                            args.instance_type, args.instance_count, args.async_output, {},
+                            **wait)
 
 
 def _train(args, settings: SageMakerSettings, clients, wait: dict) -> dict:

@@ -1,7 +1,9 @@
 """`python -m training.train` inside a SageMaker training job.
 
-SageMaker's training toolkit runs the entry script with the job's hyperparameters as
-options (`--epochs 3 --model filter`) and describes the job in environment variables:
+SageMaker's training toolkit runs the entry script (`sieve_train.py`, which calls
+`training.train.cli`) with the job's hyperparameters as options, one `--key value` pair
+each, names as given and JSON values decoded (`--batch_size 64 --download_data True`),
+and describes the job in environment variables:
 
     SM_MODEL_DIR          where the model must be written (uploaded as model.tar.gz)
     SM_CHANNEL_TRAINING   the `training` channel: an image folder or the Fashion-MNIST files
@@ -10,8 +12,9 @@ options (`--epochs 3 --model filter`) and describes the job in environment varia
     SM_HPS                the hyperparameters as JSON (used when no options were given)
     SM_NUM_GPUS           GPUs on the instance
 
-The run trains as usual into a scratch model store, then copies the version's files
-(model.pt, card.json, plots) to SM_MODEL_DIR.
+Those options become training options (`job_argv`: dashes in names, true values as flags,
+false ones left out); the run trains as usual into a scratch model store, then copies the
+version's files (model.pt, card.json, plots) to SM_MODEL_DIR.
 """
 
 import json
@@ -33,12 +36,44 @@ def hyperparameter_argv(environ=os.environ) -> list[str]:
     """SM_HPS as command-line options (`{"epochs": 3}` -> `--epochs 3`)."""
     options = []
     for key, value in json.loads(environ.get("SM_HPS") or "{}").items():
-        flag = f"--{key.replace('_', '-')}"
-        if value is True or value == "true":
-            options.append(flag)
-        elif value not in (False, "false", None, ""):
-            options += [flag, str(value)]
+        options += _option(f"--{key}", value)
     return options
+
+
+def job_argv(argv: list[str], environ=os.environ) -> list[str]:
+    """The training options of a job: its command line as the container passes the
+    hyperparameters, or SM_HPS when the command line is empty."""
+    if not argv:
+        return hyperparameter_argv(environ)
+    options, index = [], 0
+    while index < len(argv):
+        token, index = argv[index], index + 1
+        if not token.startswith("--") or "=" in token:
+            options.append(_dashes(token))
+            continue
+        value = None
+        if index < len(argv) and not argv[index].startswith("--"):
+            value, index = argv[index], index + 1
+        options += _option(token, value)
+    return options
+
+
+def _dashes(token: str) -> str:
+    """`--batch_size` (or `--batch_size=8`) as the option `--batch-size`; values as they are."""
+    if not token.startswith("--"):
+        return token
+    name, sep, value = token.partition("=")
+    return name.replace("_", "-") + sep + value
+
+
+def _option(flag: str, value) -> list[str]:
+    """One option: `[flag, value]`, `[flag]` for a true (or no) value, nothing for false."""
+    flag = _dashes(flag)
+    if value is None or value is True or str(value).lower() == "true":
+        return [flag]
+    if value is False or str(value).lower() in ("false", ""):
+        return []
+    return [flag, str(value)]
 
 
 def apply(args: Namespace, environ=os.environ) -> Path:

@@ -1,8 +1,9 @@
 """Training jobs on SageMaker: submit `python -m training.train`, register what it made.
 
-Submitting uploads this checkout's `training` package as `sourcedir.tar.gz` and creates a
-job (sagemaker-core's `TrainingJob.create`) on the PyTorch training container, which runs
-the package's entry script with the hyperparameters as options. When the job completes,
+Submitting uploads `sourcedir.tar.gz` (the entry script and the project modules it needs,
+from this checkout) and creates a job (sagemaker-core's `TrainingJob.create`) on the
+PyTorch training container, which runs the entry script with the hyperparameters as
+options. When the job completes,
 its `model.tar.gz` (model.pt, card.json, plots) is published to the model store as the
 next version of the model, with the job recorded in the card.
 """
