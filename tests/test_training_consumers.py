@@ -3,10 +3,10 @@ command line say so when no worker listens on the `training` queue (a run would 
 
 import redis
 
+from sieve import consumers
 from sieve.processes import wait_for
 from tests.fixtures_web import PASSWORD, csrf_token
 from web.accounts import create_user
-from workers import consumers
 
 RUNS = "/api/v1/training-runs"
 

@@ -24,12 +24,12 @@ import kombu.exceptions
 import redis
 from celery import Celery
 
+from sieve import consumers
 from sieve.config import load_service_settings
 from sieve.database import Database
 from sieve.models import FAILED, QUEUED, TrainingRun
 from training.cli import HelpFormatter
 from training.config import MODELS, OPTIMIZERS
-from workers import consumers
 from workers.celery_app import TRAIN_TASK
 from workers.client import QueueUnavailable, _redis, broker_epoch
 

@@ -17,8 +17,9 @@ import sqlalchemy.exc
 from celery import Celery, shared_task
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
+from sieve import consumers
 from sieve.database import Database
-from workers import consumers, trainer
+from workers import trainer
 from workers.celery_app import TRAIN_TASK
 from workers.client import QueueUnavailable, _redis
 from workers.runs import fail_stale_runs, resend_lost_runs

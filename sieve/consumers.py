@@ -48,9 +48,11 @@ def forget(client: redis.Redis, worker: str, queues: list[str]) -> None:
         pipe.execute()
 
 
-def listening(client: redis.Redis, queue: str) -> int:
-    """How many workers recorded `queue` within the last EXPIRES_AFTER seconds."""
-    return int(client.zcount(key(queue), time.time() - EXPIRES_AFTER, "+inf"))
+def listening(client: redis.Redis, queue: str, since: float | None = None) -> int:
+    """How many workers recorded `queue` within the last EXPIRES_AFTER seconds (and not
+    before the time `since`, when given)."""
+    oldest = max(time.time() - EXPIRES_AFTER, since or 0.0)
+    return int(client.zcount(key(queue), oldest, "+inf"))
 
 
 _seen: dict[tuple[str, str], tuple[float, int | None]] = {}
