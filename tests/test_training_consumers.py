@@ -1,11 +1,16 @@
 """Workers record the queues they consume on Redis; the training page, the API and the
 command line say so when no worker listens on the `training` queue (a run would wait)."""
 
+import os
+import subprocess
+import sys
+
 import redis
 
 from sieve import consumers
 from sieve.processes import wait_for
 from tests.fixtures_web import PASSWORD, csrf_token
+from training.config import ROOT
 from web.accounts import create_user
 
 RUNS = "/api/v1/training-runs"
@@ -69,3 +74,17 @@ def test_real_workers_record_their_queues_and_withdraw_them(start_worker, redis_
     assert consumers.listening(client, "filter") == 0
     trainer.stop()  # warm shutdown: it stops counting at once, not after the expiry
     assert consumers.listening(client, "training") == 0
+
+
+def test_the_command_line_warns_on_submit(sqlite_url, redis_server):
+    from sieve.migrate import upgrade
+
+    upgrade(sqlite_url)
+    env = {**os.environ, "REDIS_URL": redis_server.url, "CELERY_BROKER_URL": redis_server.url,
+           "CELERY_RESULT_BACKEND": redis_server.url, "DATABASE_URL": sqlite_url}
+    redis.Redis.from_url(redis_server.url).delete(consumers.key("training"))
+    done = subprocess.run([sys.executable, "-m", "workers.runs", "submit", "--model", "filter"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "warning: no worker listens on the training queue" in done.stderr
+    assert done.stdout.strip()  # the run's id, as before
