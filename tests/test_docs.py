@@ -1,6 +1,8 @@
 """The documentation builds cleanly with `mkdocs build --strict`, and every nav page exists."""
 
+import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,3 +68,288 @@ def test_docs_build_fails_on_broken_link(tmp_path, link):
     result = mkdocs_build(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert result.returncode != 0, "a broken link did not fail `mkdocs build --strict`"
     assert "no-such" in result.stderr
+
+
+# --- The shell commands of the README and docs/*.md, run as a reader runs them ----------
+#
+# Every command of a ```sh / ```bash / ```shell / ```console block is run by default, one
+# file at a time, in order, with the virtual environment first on PATH (as if activated),
+# from the repository root, against a sandbox: the session's private Redis, a new SQLite
+# database with the accounts the examples name, and a model store with two versions of
+# each test model (v1 in production). A command that would serve, deploy, train for
+# minutes or change the checkout is rewritten or skipped by the first rule of RULES that
+# matches it, and each rule says why. A rule that matches no command fails
+# test_every_rule_is_used, so that the list stays honest.
+
+COMMAND_TIMEOUT_S = 240
+SHELL_LANGUAGES = {"sh", "bash", "shell", "console"}
+DOC_FILES = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
+EXAMPLE_ACCOUNTS = ("you@example.com", "admin@example.com")
+NEW_ACCOUNT = "new-user@example.com"
+
+HELP = "--help"  # actions: run `command --help`,
+DRY_RUN = "make -n"  # print the make recipe without running it,
+SKIP = "skip"  # or leave the command out. A (pattern, replacement) pair rewrites it.
+RULES = [
+    (r"^make (run|test|docs|compile-deps|sync-deps)\b", DRY_RUN,
+     "`make run` and `make docs` serve until stopped, `make test` is this suite, and the "
+     "deps targets rewrite requirements*.txt or the shared .venv; tests/test_make_run.py "
+     "runs `make run` for real"),
+    (r"docker compose", SKIP,
+     "Docker cannot run here; tests/test_repository.py checks docker-compose.yml"),
+    (r"^aws ", SKIP, "needs an AWS account"),
+    (r">> *\.env\b", SKIP, "appends to the reader's own .env"),
+    (r"--help\b", None, "already asks for the help only: run as written"),
+    (r"training\.sagemaker \w+", HELP,
+     "calls AWS (SageMaker, S3); tests/test_sagemaker_*.py run these against moto"),
+    (r"celery -A workers (worker|flower)", HELP, "serves until stopped"),
+    (r"flask --app web run", HELP, "serves until stopped; tests/test_make_run.py serves"),
+    (r"SECRET_KEY=\.\.\.", (r"SECRET_KEY=\.\.\.(.*?)gunicorn (.*)",
+                            r"SECRET_KEY=" + "s" * 40 + r"\1gunicorn --check-config \2"),
+     "gunicorn serves until stopped: --check-config loads the production app and exits; "
+     "the reader's SECRET_KEY stands in for `...`"),
+    (r"-m bench\.", HELP,
+     "benchmarks run for minutes to hours; their figures are in docs/benchmarks.md"),
+    (r"-m training\.train .*--train", HELP,
+     "trains for minutes; tests/test_train.py and tests/test_make_run.py train"),
+    (r"-m training\.outliers --preview", HELP,
+     "draws 60,000 pictures into the working folder; tests/test_outliers.py covers it"),
+    (r"^curl ", SKIP, "a request to a running service; tests/test_api_*.py send these "
+     "requests and tests/test_make_run.py one to `make run`'s service"),
+    (r"docs/examples/", SKIP,
+     "a client of a running service; tests/test_api_live.py runs the examples"),
+    (r"\b(RUN_ID|TOKEN_ID|ID|ID1|ID2)\b|sieve_\.\.\.", SKIP,
+     "a placeholder for a value the reader fills in"),
+    (r"-m workers\.runs submit .*--wait", (r" --wait\b", ""),
+     "no training worker runs here (the run stays queued); tests/test_training_jobs.py "
+     "follows runs on a real one"),
+    (r"create-user you@example\.com", (r"you@example\.com", NEW_ACCOUNT),
+     "the sandbox already has the accounts the other examples use"),
+    (r"(classifier|filter) v[3-9]\b", (r"\bv[3-9]\b", "v2"),
+     "the sandbox store has versions v1 and v2 of each model"),
+    (r"mkdocs build", (r"mkdocs build", "mkdocs build --site-dir {tmp}/site"),
+     "builds into a temporary folder, not site/ in the checkout"),
+]
+
+
+def shell_commands(path: str) -> list[tuple[int, str]]:
+    """(line number, command) of every command in the file's shell blocks: continuation
+    lines joined, comments and blank lines left out."""
+    commands, block, continued = [], None, ""
+    for number, line in enumerate((ROOT / path).read_text().splitlines(), 1):
+        fence = line.strip()
+        if fence.startswith("```"):
+            block = None if block is not None else fence[3:].strip()
+            continue
+        if block not in SHELL_LANGUAGES:
+            continue
+        text = line.split(" #", 1)[0].rstrip() if " #" in line else line.rstrip()
+        if text.lstrip().startswith("#"):
+            continue
+        if continued:
+            start, head = continued
+            text = head + " " + text.strip()
+        else:
+            start = number
+        if text.endswith("\\"):
+            continued = (start, text[:-1].rstrip())
+            continue
+        continued = ""
+        if text.strip():
+            commands.append((start, text.strip().removeprefix("$ ")))
+    return commands
+
+
+def plan(command: str) -> tuple[str | None, str, int]:
+    """The command to run (None: skipped), why, and the index of the rule that decided."""
+    for index, (pattern, action, reason) in enumerate(RULES):
+        if not re.search(pattern, command):
+            continue
+        if action is None:
+            return command, reason, index
+        if action == SKIP:
+            return None, reason, index
+        if action == HELP:
+            return command.rstrip("& ") + " --help", reason, index
+        if action == DRY_RUN:
+            return "make -n " + command.removeprefix("make "), reason, index
+        return re.sub(action[0], action[1], command), reason, index
+    return command, "run as written", -1
+
+
+@pytest.fixture
+def sandbox(tmp_path, redis_server, trained_store):
+    """The environment the docs' commands run in (see the comment above RULES)."""
+    from sieve.migrate import upgrade
+    from tests.stores import copy_version
+    from training import registry
+    from training.store import ModelStore
+
+    store = ModelStore(tmp_path / "models")
+    for name in ("classifier", "filter"):
+        for _ in range(2):
+            copy_version(trained_store, store, name, "v1")
+        registry.promote(name, "v1", store=store)
+    database_url = f"sqlite:///{tmp_path / 'sieve.db'}"
+    upgrade(database_url)
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+           "VIRTUAL_ENV": str(Path(bin_dir).parent), "REDIS_URL": redis_server.url,
+           "CELERY_BROKER_URL": redis_server.url, "CELERY_RESULT_BACKEND": redis_server.url,
+           "DATABASE_URL": database_url, "MODEL_STORE_URL": str(store.root),
+           "NO_MKDOCS_2_WARNING": "1", "SIEVE_RATE_LIMIT": "0/minute"}
+    for email in EXAMPLE_ACCOUNTS:
+        subprocess.run([sys.executable, "-m", "flask", "--app", "web", "create-user", email,
+                        "--admin", "--password", "a long enough password"], cwd=ROOT,
+                       env=env, check=True, capture_output=True, timeout=COMMAND_TIMEOUT_S)
+    return env
+
+
+def test_every_doc_command_is_found():
+    """The extraction sees the commands a reader sees (a guard for the test below)."""
+    readme = [command for _, command in shell_commands("README.md")]
+    assert readme[:2] == ["make run", "make test"]
+    assert any(c.startswith("SIEVE_ENV=production SECRET_KEY=... .venv/bin/gunicorn")
+               for c in readme), readme
+    assert all(not c.endswith("\\") and "#" not in c for c in readme), readme
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("path", DOC_FILES)
+def test_doc_commands_run(path, sandbox, tmp_path):
+    failures = []
+    for line, command in shell_commands(path):
+        actual, reason, _ = plan(command)
+        if actual is None:
+            continue
+        actual = actual.replace("{tmp}", str(tmp_path))
+        stdin = "a long enough password\n" * 2 if "create-user" in actual else ""
+        try:
+            done = subprocess.run(["bash", "-c", actual], cwd=ROOT, env=sandbox, input=stdin,
+                                  capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            failures.append(f"{path}:{line}: `{command}` (ran `{actual}`: {reason}) did not "
+                            f"finish within {COMMAND_TIMEOUT_S} s")
+            continue
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).strip().splitlines()[-8:]
+            failures.append(f"{path}:{line}: `{command}` (ran `{actual}`: {reason}) exited "
+                            f"{done.returncode}:\n    " + "\n    ".join(output))
+    assert not failures, "documented commands that fail:\n" + "\n".join(failures)
+
+
+def test_every_rule_is_used():
+    """A rule that no documented command needs any more is removed, so that the list of
+    skipped and rewritten commands stays the list of what the docs hold."""
+    used = {plan(command)[2] for path in DOC_FILES for _, command in shell_commands(path)}
+    unused = [RULES[i][0] for i in range(len(RULES)) if i not in used]
+    assert not unused, f"rules in tests/test_docs.py that match no documented command: {unused}"
+
+
+# --- .env.example names every setting the code reads --------------------------------------
+
+SETTING_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
+SOURCE_PACKAGES = ("sieve", "web", "workers", "training")
+# Names the code reads that are not settings of a person running Sieve, and why.
+NOT_SETTINGS = {
+    "SM_CHANNEL_TRAINING": "set by the SageMaker training container",
+    "SM_CHANNEL_WEIGHTS": "set by the SageMaker training container",
+    "SM_HPS": "set by the SageMaker training container",
+    "SM_MODEL_DIR": "set by the SageMaker training container",
+    "SM_NUM_GPUS": "set by the SageMaker training container",
+    "SM_OUTPUT_DATA_DIR": "set by the SageMaker training container",
+}
+# Names .env.example lists that Sieve's code does not read itself: a library does.
+READ_BY_LIBRARIES = {
+    "AWS_ACCESS_KEY_ID": "boto3", "AWS_SECRET_ACCESS_KEY": "boto3",
+}
+
+
+def _environ_helpers(trees: list[ast.AST]) -> set[str]:
+    """Names of the functions that read the environment (like sieve.config's `_float`)."""
+    return {node.name for tree in trees for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef) and "environ" in ast.unparse(node)}
+
+
+def _environ_reads(tree: ast.AST, helpers: set[str]) -> set[str]:
+    """Setting names read in a module: os.environ[...] / .get(...) / getenv(...); a helper
+    that reads the environment (defined or imported, under any alias) called with a name as
+    its first argument, like `_float("SIEVE_TOP_K", 3)`; and the keys of a module-level
+    SETTINGS table (web/api/__init__.py)."""
+    local = {alias.asname or alias.name for node in ast.walk(tree)
+             if isinstance(node, ast.ImportFrom) for alias in node.names
+             if alias.name in helpers}
+    local |= {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+              and node.name in helpers}
+    names = set()
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Subscript) and ast.unparse(node.value).endswith("environ"):
+            key = node.slice
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            receiver = ast.unparse(func.value) if isinstance(func, ast.Attribute) else ""
+            if ((isinstance(func, ast.Attribute) and func.attr in ("get", "getenv")
+                 and (receiver.endswith("environ") or receiver in ("os", "env")))
+                    or (isinstance(func, ast.Name) and func.id in local)):
+                key = node.args[0]
+        elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+              and any(isinstance(t, ast.Name) and t.id == "SETTINGS" for t in node.targets)):
+            names |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
+        if isinstance(key, ast.Constant) and isinstance(key.value, str):
+            names.add(key.value)
+    return {name for name in names if SETTING_NAME.match(name)}
+
+
+def settings_read_by_the_code() -> dict[str, str]:
+    """Every setting name the runtime packages read -> the first file that reads it."""
+    paths = [path for package in SOURCE_PACKAGES for path in sorted((ROOT / package).rglob("*.py"))]
+    trees = {path: ast.parse(path.read_text()) for path in paths}
+    helpers = _environ_helpers(list(trees.values()))
+    found: dict[str, str] = {}
+    for path, tree in trees.items():
+        for name in sorted(_environ_reads(tree, helpers)):
+            found.setdefault(name, str(path.relative_to(ROOT)))
+    return found
+
+
+def env_example_names() -> set[str]:
+    """The names .env.example sets, commented out (`# NAME=`) or not."""
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, re.M))
+
+
+def test_the_settings_scan_finds_settings_of_every_kind():
+    """A guard for the scan: one setting of each way of reading them is found."""
+    found = settings_read_by_the_code()
+    for name in ("REDIS_URL", "SIEVE_TOP_K", "MAX_UPLOAD_MB", "SIEVE_RATE_LIMIT",
+                 "SAGEMAKER_ROLE_ARN", "SM_MODEL_DIR"):
+        assert name in found, f"the scan no longer finds {name}"
+
+
+def test_env_example_names_every_setting_the_code_reads():
+    listed = env_example_names()
+    missing = {name: where for name, where in settings_read_by_the_code().items()
+               if name not in listed and name not in NOT_SETTINGS}
+    assert not missing, (
+        "settings the code reads that .env.example does not list (add a commented "
+        "`# NAME=default` line with what it does, or a reason to NOT_SETTINGS in "
+        "tests/test_docs.py):\n" + "\n".join(f"  {name} (read in {where})"
+                                            for name, where in sorted(missing.items())))
+
+
+def test_env_example_lists_only_settings_that_something_reads():
+    stale = env_example_names() - set(settings_read_by_the_code()) - set(READ_BY_LIBRARIES)
+    assert not stale, (f".env.example lists settings nothing reads any more: {sorted(stale)} "
+                       "(remove them, or name the library that reads them in "
+                       "READ_BY_LIBRARIES in tests/test_docs.py)")
+
+
+def test_a_new_command_is_run_as_written_and_the_rules_rewrite_the_rest():
+    assert plan("python -m sieve.newtool --flag")[:2] == ("python -m sieve.newtool --flag",
+                                                          "run as written")
+    assert plan("make run")[0] == "make -n run"
+    assert plan(".venv/bin/celery -A workers worker -Q training")[0].endswith(" --help")
+    assert plan("python -m workers.runs status RUN_ID")[0] is None
+    assert plan("python -m training.registry promote classifier v3")[0].endswith(" v2")

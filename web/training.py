@@ -18,13 +18,21 @@ from wtforms import IntegerField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
+from sieve.models import QUEUED
 from training.registry import list_models, promote, rollback, show
 from training.store import NAME_PATTERN, PRODUCTION, StoreError
 from web.accounts import current_user, login_required
 from web.api.models import store, with_workers
 from web.services import services
 from workers.client import QueueUnavailable
-from workers.runs import InvalidParameters, cancel_run, get_run, list_runs, submit_run
+from workers.runs import (
+    InvalidParameters,
+    cancel_run,
+    get_run,
+    list_runs,
+    no_worker_warning,
+    submit_run,
+)
 
 bp = Blueprint("training", __name__)
 PLOTS = ("curves.png", "confusion.png", "scores.png")
@@ -83,7 +91,8 @@ def runs():
         else:
             return redirect(url_for("training.run", run_id=run.id))
     return render_template("training/runs.html", form=form,
-                           runs=list_runs(services().db, stale_after=_stale_after()))
+                           runs=list_runs(services().db, stale_after=_stale_after()),
+                           warning=no_worker_warning(services().celery))
 
 
 @bp.get("/training/<run_id>")
@@ -93,8 +102,9 @@ def run(run_id: str):
     found = get_run(services().db, run_id, stale_after=_stale_after())
     if found is None:
         abort(404, f"No training run {run_id}.")
+    warning = no_worker_warning(services().celery) if found.state == QUEUED else None
     return render_template("training/run.html", run=found, data=found.to_dict(with_log=True),
-                           form=ActionForm())
+                           form=ActionForm(), warning=warning)
 
 
 @bp.post("/training/<run_id>/cancel")

@@ -24,6 +24,7 @@ import kombu.exceptions
 import redis
 from celery import Celery
 
+from sieve import consumers
 from sieve.config import load_service_settings
 from sieve.database import Database
 from sieve.models import FAILED, QUEUED, TrainingRun
@@ -153,6 +154,14 @@ def submit_run(celery: Celery, db: Database, params: dict,
         raise QueueUnavailable(f"the task queue is unreachable: {exc}") from exc
     announce(celery.conf.sieve.redis_url, run)
     return run
+
+
+def no_worker_warning(celery: Celery) -> str | None:
+    """Why submitted runs would wait, when no worker listens on the training queue (read
+    from Redis, at most every few seconds); None when one does or Redis cannot tell."""
+    url = celery.conf.sieve.redis_url
+    count = consumers.cached_listening(_redis(url), url, consumers.TRAINING_QUEUE)
+    return consumers.NO_TRAINING_WORKER if count == 0 else None
 
 
 def resend_lost_runs(celery: Celery, db: Database, idle_for: float = 5.0
@@ -297,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "submit":
             params = {k: getattr(args, k) for k in PARAMS if getattr(args, k) is not None}
             run = submit_run(app, db, params)
+            warning = no_worker_warning(app)
+            if warning:
+                print(f"warning: {warning}", file=sys.stderr, flush=True)
             print(json.dumps(run.to_dict(), indent=2) if args.json else run.id, flush=True)
             if args.wait:
                 run = _follow(db, run.id, print_log=False)

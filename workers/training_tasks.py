@@ -17,17 +17,18 @@ import sqlalchemy.exc
 from celery import Celery, shared_task
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
+from sieve import consumers
 from sieve.database import Database
 from sieve.deployments import DEPLOY_TASK
 from workers import trainer
 from workers.celery_app import TRAIN_TASK
-from workers.client import QueueUnavailable
+from workers.client import QueueUnavailable, _redis
 from workers.runs import fail_stale_runs, resend_lost_runs
 
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600
-TRAINING_QUEUE = "training"
+TRAINING_QUEUE = consumers.TRAINING_QUEUE
 
 _state: dict = {}
 _state_lock = threading.Lock()
@@ -112,3 +113,35 @@ def _stop_watch(**_kwargs) -> None:
     """Stop the watch with the worker."""
     if "watch" in _state:
         _state["watch"].stopped.set()
+
+
+def _record_consumer(client: redis.Redis, worker: str, queues: list[str]) -> None:
+    """Record the worker's queues on Redis (see workers/consumers.py); a Redis that does
+    not answer now is tried again at the next interval."""
+    try:
+        consumers.record(client, worker, queues)
+    except redis.RedisError as exc:
+        log.warning("queues of this worker not recorded on Redis: %s", exc)
+
+
+@worker_ready.connect
+def _announce_queues(sender, **_kwargs) -> None:
+    """Every worker says which queues it consumes, so that the web tier can tell when
+    nobody listens on one (a training run would wait for ever)."""
+    client = _redis(sender.app.conf.sieve.redis_url)
+    queues = sorted(queue.name for queue in sender.task_consumer.queues)
+    _state["consumer"] = (client, sender.hostname, queues)
+    _record_consumer(client, sender.hostname, queues)
+    sender.timer.call_repeatedly(consumers.RECORD_INTERVAL, _record_consumer,
+                                 (client, sender.hostname, queues))
+
+
+@worker_shutdown.connect
+def _withdraw_queues(**_kwargs) -> None:
+    """A worker that shuts down stops counting as a consumer at once."""
+    if "consumer" in _state:
+        client, worker, queues = _state.pop("consumer")
+        try:
+            consumers.forget(client, worker, queues)
+        except redis.RedisError as exc:
+            log.warning("queues of this worker not withdrawn (they expire): %s", exc)

@@ -102,7 +102,9 @@ SCHEMAS = {
             "progress": {"type": "object"}, "curve": {"type": "array"},
             "history": {"type": "array"}, "version": NULLABLE_STRING,
             "metrics": {"type": ["object", "null"]}, "promoted": NULLABLE_STRING,
-            "worker": NULLABLE_STRING, "created_at": TIME}},
+            "worker": NULLABLE_STRING, "created_at": TIME,
+            "warning": {"type": "string", "description": "a queued run's: no worker "
+                        "listens on the training queue, so it waits until one starts"}}},
     "TrainingRunList": {"type": "object", "required": ["items"],
                         "properties": {"items": {"type": "array", "items": ref("TrainingRun")}}},
     "ModelList": {"type": "object", "required": ["items"], "properties": {"items": {

@@ -3,12 +3,21 @@
 
 from flask import Response, g, request, url_for
 
+from sieve.models import QUEUED
 from web.api import bp
 from web.api.errors import fail
 from web.api.tokens import TRAIN, require_admin, require_token
 from web.services import services
 from workers.client import QueueUnavailable
-from workers.runs import InvalidParameters, cancel_run, get_run, list_runs, run_log, submit_run
+from workers.runs import (
+    InvalidParameters,
+    cancel_run,
+    get_run,
+    list_runs,
+    no_worker_warning,
+    run_log,
+    submit_run,
+)
 
 
 def json_body() -> dict:
@@ -21,6 +30,16 @@ def json_body() -> dict:
     if not isinstance(body, dict):
         fail(400, "the body must be a JSON object")
     return body
+
+
+def with_warning(run) -> dict:
+    """A run as JSON; a queued one says so when no worker listens on the training queue."""
+    data = run.to_dict()
+    if run.state == QUEUED:
+        warning = no_worker_warning(services().celery)
+        if warning:
+            data["warning"] = warning
+    return data
 
 
 def _run(run_id: str):
@@ -43,7 +62,7 @@ def create_training_run():
     except QueueUnavailable as exc:
         fail(503, str(exc), {"Retry-After": "5"})
     location = url_for("api.get_training_run", run_id=run.id)
-    return run.to_dict(), 202, {"Location": location, "Retry-After": "5"}
+    return with_warning(run), 202, {"Location": location, "Retry-After": "5"}
 
 
 @bp.get("/training-runs")
@@ -60,7 +79,7 @@ def list_training_runs():
 def get_training_run(run_id: str):
     """One training run: state, progress, curve, outcome."""
     require_admin()
-    return _run(run_id).to_dict()
+    return with_warning(_run(run_id))
 
 
 @bp.get("/training-runs/<run_id>/log")
