@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import io
 import json
+import runpy
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,10 +15,13 @@ import pytest
 
 from sieve import webhooks
 from sieve.processes import wait_for
+from training.config import ROOT
 from web.accounts import create_user
 from web.api.tokens import create_token
 
 LOOPBACK = "127.0.0.1"
+# The receiver of docs/api.md, whose verification the deliveries must pass too.
+DOCUMENTED = runpy.run_path(str(ROOT / "docs" / "examples" / "webhook_receiver.py"))
 
 
 def verify(secret: str, headers: dict, body: bytes) -> bool:
@@ -36,6 +40,16 @@ def test_signature_matches_the_specifications_example():
                          "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
                          b'{"test": 2432232314}') == (
         "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+
+
+def test_the_documented_receiver_refuses_a_wrong_or_stale_signature():
+    secret, body = webhooks.new_secret(), b'{"data":{}}'
+    signed = webhooks.headers(secret, "7", int(time.time()), body)
+    assert DOCUMENTED["verify"](secret, signed, body) == {"data": {}}
+    with pytest.raises(ValueError, match="no signature"):
+        DOCUMENTED["verify"](secret, signed, body + b" ")
+    with pytest.raises(ValueError, match="timestamp"):
+        DOCUMENTED["verify"](secret, signed, body, now=time.time() + 3600)
 
 
 def test_new_secrets_are_in_the_whsec_form_and_verify():
@@ -204,6 +218,7 @@ def test_each_final_event_reaches_a_receiver_once_signed(hooked, known_images):
     assert len(set(ids)) == 5  # each event once
     for headers_, body in messages:
         assert verify(secret, headers_, body)
+        assert DOCUMENTED["verify"](secret, headers_, body)["data"]["id"]
         assert abs(int(headers_["webhook-timestamp"]) - time.time()) < 300
     bodies = {json.loads(body)["data"]["id"]: [] for _, body in messages}
     for _, body in messages:
