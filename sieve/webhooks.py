@@ -40,6 +40,10 @@ class WebhookRefused(ValueError):
     """A URL webhooks may not be posted to; the message says why."""
 
 
+class WebhookUnresolved(WebhookRefused):
+    """The URL's host resolves to no address (now: at a later attempt, it may)."""
+
+
 def new_secret() -> str:
     """A new signing secret in the specification's form: `whsec_` + base64 of 24 bytes."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -151,7 +155,8 @@ def _resolve(host: str, port: int) -> list:
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise WebhookRefused(f"the webhook's host {host} cannot be resolved: {exc}") from None
+        raise WebhookUnresolved(f"the webhook's host {host} cannot be resolved: {exc}"
+                                ) from None
     addresses = []
     for *_, sockaddr in found:
         address = ipaddress.ip_address(sockaddr[0].split("%")[0])

@@ -171,7 +171,7 @@ class Receiver:
 
 
 HOOK_ENV = {"SIEVE_WEBHOOK_ALLOW_HOSTS": LOOPBACK, "SIEVE_WEBHOOK_POLL_INTERVAL": "0.1",
-            "SIEVE_WEBHOOK_TIMEOUT": "30",
+            "SIEVE_WEBHOOK_TIMEOUT": "60",
             "SIEVE_WEBHOOK_RETRY_BASE": "0.2"}
 
 
@@ -285,3 +285,95 @@ def test_a_receiver_that_never_answers_does_not_hold_up_predictions(hooked, know
         record = client.get(f"/api/v1/predictions/{first_id}/webhook", headers=headers).json
         assert record["deliveries"][0]["state"] == "pending"
         assert record["deliveries"][0]["attempts"] == []  # still waiting for its answer
+
+
+@pytest.fixture
+def hooked_db(sqlite_url):
+    """(Database, Deliveries, a token's secret, make(url, events) -> prediction id): a new
+    database whose predictions have webhooks, without any worker."""
+    from sieve.database import Database
+    from sieve.deliveries import Deliveries
+    from sieve.migrate import upgrade
+
+    upgrade(sqlite_url)
+    db = Database(sqlite_url)
+    user = db.create_user("owner@example.com", "hash")
+    secret = webhooks.new_secret()
+    token = db.create_api_token(user.id, "t", "0" * 64, "sieve_0", ["predict"], secret)
+
+    def make(url: str, events: str = "final") -> str:
+        [[prediction]] = db.create_submissions([([(b"png", "image/png", "a.png")], "filter",
+                                                 user.id, None, {"url": url, "events": events,
+                                                                 "token_id": token.id})])
+        return prediction.id
+
+    yield db, Deliveries(db), secret, make
+    db.dispose()
+
+
+def _settings(**changes):
+    from dataclasses import replace
+
+    from sieve.config import load_service_settings
+
+    return replace(load_service_settings(), **{"webhook_allow_hosts": (LOOPBACK,),
+                                                "webhook_timeout": 5.0, **changes})
+
+
+def test_deliveries_are_recorded_with_the_state_changes_they_want(hooked_db):
+    db, deliveries, _, make = hooked_db
+    final, every = make("https://93.184.215.14/"), make("https://93.184.215.14/", "all")
+    for state, before in (("filtering", "queued"), ("classifying", "filtering"),
+                          ("done", "classifying")):
+        db.transitions({final: {}, every: {}}, state, (before,))
+    assert [d["type"] for d in deliveries.for_prediction(final)] == ["prediction.done"]
+    assert [d["type"] for d in deliveries.for_prediction(every)] == [
+        "prediction.filtering", "prediction.classifying", "prediction.done"]
+    assert len(deliveries.claim_due(lease=60)) == 4
+    assert deliveries.claim_due(lease=60) == []  # claimed: not due again before the lease
+
+
+def test_an_attempt_is_signed_recorded_and_retried_until_its_time_is_up(hooked_db):
+    from workers.webhooks import deliver
+
+    db, deliveries, secret, make = hooked_db
+    with Receiver(statuses=(500, 200)) as receiver:
+        pid = make(receiver.url)
+        db.transition(pid, "cancelled", ("queued",), reason="cancelled by its owner")
+        [(delivery_id, attempts)] = deliveries.claim_due(lease=60)
+        assert deliver(deliveries, _settings(webhook_retry_base=0.01), delivery_id,
+                       attempts) == "http_error"
+        assert deliver(deliveries, _settings(), delivery_id, attempts) is None  # stale claim
+        time.sleep(0.05)
+        [(delivery_id, attempts)] = deliveries.claim_due(lease=60)
+        assert deliver(deliveries, _settings(), delivery_id, attempts) == "delivered"
+        messages = receiver.messages()
+    assert [json.loads(body)["type"] for _, body in messages] == ["prediction.cancelled"] * 2
+    assert all(verify(secret, headers, body) for headers, body in messages)
+    [record] = deliveries.for_prediction(pid)
+    assert record["state"] == "delivered"
+    assert [(a["outcome"], a["status_code"]) for a in record["attempts"]] == [
+        ("http_error", 500), ("delivered", 200)]
+
+    with Receiver(statuses=(503,)) as receiver:
+        pid = make(receiver.url)
+        db.transition(pid, "cancelled", ("queued",))
+        [(delivery_id, attempts)] = deliveries.claim_due(lease=60)
+        assert deliver(deliveries, _settings(webhook_retry_for=0), delivery_id,
+                       attempts) == "http_error"
+    assert deliveries.for_prediction(pid)[0]["state"] == "failed"  # no time left to retry
+
+
+def test_a_url_no_longer_allowed_is_refused_at_delivery_without_a_request(hooked_db):
+    from workers.webhooks import deliver
+
+    db, deliveries, _, make = hooked_db
+    with Receiver() as receiver:
+        pid = make(receiver.url)
+        db.transition(pid, "cancelled", ("queued",))
+        [(delivery_id, attempts)] = deliveries.claim_due(lease=60)
+        assert deliver(deliveries, _settings(webhook_allow_hosts=()), delivery_id,
+                       attempts) == "refused"
+        assert receiver.messages() == []
+    [record] = deliveries.for_prediction(pid)
+    assert record["state"] == "failed" and "loopback" in record["attempts"][0]["error"]

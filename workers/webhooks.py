@@ -77,6 +77,8 @@ def deliver(deliveries: Deliveries, settings: ServiceSettings, delivery_id: int,
     number, started, clock = attempts + 1, utcnow(), time.monotonic()
     try:
         target = webhooks.check(job.url, webhooks.AllowList(settings.webhook_allow_hosts))
+    except webhooks.WebhookUnresolved as exc:  # DNS may answer again by the next attempt
+        outcome, status_code, error = UNREACHABLE, None, str(exc)
     except webhooks.WebhookRefused as exc:
         outcome, status_code, error = REFUSED, None, str(exc)
     else:
