@@ -219,6 +219,7 @@ def _checked(response: requests.Response) -> requests.Response:
 def _server_sent(response: requests.Response) -> Iterator[tuple[int, dict]]:
     """(event id, data) of each message of an event stream."""
     event_id, data = 0, []
+    response.encoding = "utf-8"  # the event stream's encoding, whatever the header says
     for line in response.iter_lines(decode_unicode=True):
         if line is None:
             continue
