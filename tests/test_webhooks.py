@@ -377,3 +377,20 @@ def test_a_url_no_longer_allowed_is_refused_at_delivery_without_a_request(hooked
         assert receiver.messages() == []
     [record] = deliveries.for_prediction(pid)
     assert record["state"] == "failed" and "loopback" in record["attempts"][0]["error"]
+
+
+def test_a_new_token_shows_its_webhook_secret_once(web_client, auth, runner):
+    import re
+
+    from tests.fixtures_web import csrf_token
+
+    auth.register()
+    page = web_client.post("/account", data={"csrf_token": auth.token("/account"),
+                                             "name": "hooks", "predict": "y"})
+    secret = re.search(r'<code id="webhook-secret">([^<]+)</code>',
+                       page.get_data(as_text=True))[1]
+    assert secret.startswith("whsec_") and len(base64.b64decode(secret[6:])) == 24
+    listing = web_client.get("/account").get_data(as_text=True)
+    assert secret not in listing and csrf_token(listing)
+    made = runner.invoke(args=["tokens", "create", "--email", "ada@example.com"])
+    assert made.exit_code == 0 and "webhook signing secret: whsec_" in made.output
