@@ -52,6 +52,14 @@ class ServiceSettings:
     training_stale_after: float = 60.0
     chain_locally: bool = True
     sagemaker_autodeploy: bool = False
+    # Webhooks (see sieve/webhooks.py): hosts or networks that may be private or plain
+    # http, the limit of one attempt, the first retry's delay and how long to keep trying,
+    # and how often the webhooks worker looks for deliveries that are due.
+    webhook_allow_hosts: tuple[str, ...] = ()
+    webhook_timeout: float = 10.0
+    webhook_retry_base: float = 5.0
+    webhook_retry_for: float = 86400.0
+    webhook_poll_interval: float = 0.5
 
 
 def load_service_settings() -> ServiceSettings:
@@ -77,4 +85,11 @@ def load_service_settings() -> ServiceSettings:
         training_stale_after=_float("SIEVE_TRAINING_STALE_AFTER", 60),
         chain_locally=_flag("SIEVE_CHAIN_LOCALLY", True),
         sagemaker_autodeploy=_flag("SIEVE_SAGEMAKER_AUTODEPLOY", False),
+        webhook_allow_hosts=tuple(
+            part.strip() for part in os.environ.get("SIEVE_WEBHOOK_ALLOW_HOSTS", "").split(",")
+            if part.strip()),
+        webhook_timeout=_float("SIEVE_WEBHOOK_TIMEOUT", 10),
+        webhook_retry_base=_float("SIEVE_WEBHOOK_RETRY_BASE", 5),
+        webhook_retry_for=_float("SIEVE_WEBHOOK_RETRY_FOR", 86400),
+        webhook_poll_interval=_float("SIEVE_WEBHOOK_POLL_INTERVAL", 0.5),
     )

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from sieve import webhooks
 from sieve.models import (
     CANCELLED,
     FAILED,
@@ -45,6 +46,7 @@ from sieve.models import (
     StoredImage,
     TrainingRun,
     User,
+    WebhookDelivery,
     describe,
     utcnow,
 )
@@ -54,6 +56,7 @@ EVENTS = PredictionEvent.__table__
 IMAGES = StoredImage.__table__
 USERS = User.__table__
 TOKENS = ApiToken.__table__
+DELIVERIES = WebhookDelivery.__table__
 # Every API request looks its token up: a Core statement built once, with the owner's
 # columns labelled `owner_<name>`.
 _TOKEN_OWNER = (
@@ -209,19 +212,22 @@ class Database:
                            broker_epoch: str | None = None) -> list[Prediction]:
         """Store (image, content type, file name) uploads and a new `queued` prediction for
         each, with its first event: all in one transaction, or none."""
-        return self.create_submissions([(uploads, pipeline, user_id, request_id)],
+        return self.create_submissions([(uploads, pipeline, user_id, request_id, None)],
                                        broker_epoch)[0]
 
-    def create_submissions(self, submissions: list[tuple[list, str, int | None, str | None]],
+    def create_submissions(self, submissions: list[tuple[list, str, int | None, str | None,
+                                                         dict | None]],
                            broker_epoch: str | None = None) -> list[list[Prediction]]:
         """`create_predictions` for several submissions, each (uploads, pipeline, user id,
-        request id), in one transaction: the predictions of each, in order."""
-        for _, pipeline, _, _ in submissions:
+        request id, webhook), in one transaction: the predictions of each, in order. A
+        webhook is None or {"url", "events", "token_id"} (see sieve/webhooks.py)."""
+        for _, pipeline, _, _, _ in submissions:
             if pipeline not in PIPELINES:
                 raise ValueError(f"unknown pipeline {pipeline!r}: choose one of {PIPELINES}")
         now = utcnow()
         images, created = [], []
-        for uploads, pipeline, user_id, request_id in submissions:
+        for uploads, pipeline, user_id, request_id, webhook in submissions:
+            hook = webhook or {}
             predictions = []
             for image, content_type, filename in uploads:
                 key = uuid.uuid4().hex
@@ -233,7 +239,8 @@ class Database:
                     id=uuid.uuid4().hex, image_key=key, pipeline=pipeline,
                     filename=filename[:255], user_id=user_id, state=QUEUED,
                     request_id=request_id, broker_epoch=broker_epoch, created_at=now,
-                    updated_at=now))
+                    updated_at=now, webhook_url=hook.get("url"),
+                    webhook_events=hook.get("events"), webhook_token_id=hook.get("token_id")))
             created.append(predictions)
         every = [p for predictions in created for p in predictions]
         with self._writing() as connection:
@@ -310,7 +317,8 @@ class Database:
                     self._moving_one(allowed_from, tuple(values) + tuple(fields)),
                     {"pid": pid, **_bound(values), **_bound(fields)}).first()
                     for pid, fields in changes.items()]
-            moved = [describe(row) for row in rows if row is not None]
+            moved_rows = [row for row in rows if row is not None]
+            moved = [describe(row) for row in moved_rows]
             if not moved:
                 return [None] * len(rows)
             rows_of_events = [{"prediction_id": data["id"], "state": state, "data": data,
@@ -319,6 +327,10 @@ class Database:
                 event_ids = [connection.execute(_ADD_EVENT, rows_of_events[0]).scalar_one()]
             else:
                 event_ids = connection.execute(_ADD_EVENTS, rows_of_events).scalars().all()
+            # Webhook deliveries are recorded with their events: none is lost.
+            deliveries = webhooks.deliveries_for(moved_rows, event_ids, state, now)
+            if deliveries:
+                connection.execute(insert(DELIVERIES), deliveries)
         events = iter([{"event_id": event_id, **data}
                        for event_id, data in zip(event_ids, moved, strict=True)])
         return [next(events) if row is not None else None for row in rows]
@@ -513,10 +525,12 @@ class Database:
             connection.execute(select(1))
 
     def create_api_token(self, user_id: int, name: str, token_hash: str, prefix: str,
-                         scopes: list[str]) -> ApiToken:
-        """Store a new token by its hash (the plaintext is never stored)."""
+                         scopes: list[str], webhook_secret: str | None = None) -> ApiToken:
+        """Store a new token by its hash (the plaintext is never stored), with the secret
+        that signs its webhooks."""
         token = ApiToken(user_id=user_id, name=name[:100], token_hash=token_hash,
-                         prefix=prefix, scopes=list(scopes), created_at=utcnow())
+                         prefix=prefix, scopes=list(scopes), created_at=utcnow(),
+                         webhook_secret=webhook_secret)
         with self.session() as s:
             s.add(token)
         return token

@@ -61,6 +61,10 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Signs the webhooks of the token's predictions (Standard Webhooks, `whsec_...`): an
+    # HMAC key, so it is kept as it is; shown once, with the token. None on tokens made
+    # before webhooks existed.
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))
 
 
 class IdempotentRequest(Base):
@@ -113,6 +117,11 @@ class Prediction(Base):
     # Redis run id current when the prediction was last enqueued: a different one means
     # Redis restarted since, and the message may be gone (see workers/recovery.py).
     broker_epoch: Mapped[str | None] = mapped_column(String(64))
+    # Where its state changes are posted (see sieve/webhooks.py): the URL, which events
+    # (`final` or `all`), and the token whose secret signs them.
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_events: Mapped[str | None] = mapped_column(String(8))
+    webhook_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -156,6 +165,40 @@ class PredictionEvent(Base):
         return {"event_id": self.id, **self.data}
 
 
+class WebhookDelivery(Base):
+    """One event of a prediction to post to its webhook: the event's id is the message's
+    `webhook-id`, and an event is delivered once (at most one row per event)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("prediction_events.id"), unique=True)
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    # pending (an attempt is due at next_attempt_at), delivered or failed (gave up).
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookAttempt(Base):
+    """One try at posting a delivery: when, how long, the outcome and the response's
+    status code (never its body)."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("webhook_deliveries.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seconds: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16))
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(255))
+
+
 def _iso(moment: datetime | None) -> str | None:
     """ISO 8601 in UTC (SQLite hands back naive datetimes: they are UTC)."""
     if moment is None:
@@ -163,6 +206,9 @@ def _iso(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.isoformat()
+
+
+iso = _iso  # the public name, for the other packages
 
 
 # Training runs: submitted as tasks on the `training` queue (see workers/runs.py).

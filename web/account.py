@@ -31,7 +31,7 @@ def account():
     """List the tokens; make a new one and show it once."""
     user = current_user()
     form = TokenForm()
-    new_token = None
+    new_token = new_secret = None
     if form.validate_on_submit():
         scopes = [scope for scope, wanted in ((PREDICT, form.predict.data),
                                               (TRAIN, form.train.data)) if wanted]
@@ -40,9 +40,11 @@ def account():
         elif not scopes:
             form.predict.errors = ["Choose at least one thing the token may do."]
         else:
-            new_token, _record = create_token(user.id, form.name.data.strip(), scopes)
+            new_token, record = create_token(user.id, form.name.data.strip(), scopes)
+            new_secret = record.webhook_secret
     tokens = services().db.api_tokens(user.id)
     return render_template("account.html", form=form, tokens=tokens, new_token=new_token,
+                           new_secret=new_secret,
                            revoke_form=RevokeForm())
 
 

@@ -15,6 +15,7 @@ FILTER_TASK, CLASSIFY_TASK = "sieve.filter", "sieve.classify"
 FILTER_MANY_TASK, CLASSIFY_MANY_TASK = "sieve.filter_many", "sieve.classify_many"
 NOOP_FIRST, NOOP_SECOND = "sieve.noop.first", "sieve.noop.second"
 TRAIN_TASK = "sieve.train.run"
+WEBHOOK_TASK = "sieve.webhooks.deliver"
 # kombu's Redis transport, reusing its Redis client (see workers/transport.py).
 REDIS_TRANSPORT = "workers.transport:Transport"
 
@@ -26,13 +27,15 @@ ROUTES = {
     NOOP_FIRST: {"queue": "filter"},
     NOOP_SECOND: {"queue": "classify"},
     "sieve.train.*": {"queue": "training"},
+    "sieve.webhooks.*": {"queue": "webhooks"},
 }
 
 
 def create_celery(settings: ServiceSettings | None = None) -> Celery:
     """A Celery app for Sieve; connects to nothing until it sends or consumes."""
     settings = settings or load_service_settings()
-    app = Celery("sieve", include=["workers.tasks", "workers.training_tasks"])
+    app = Celery("sieve", include=["workers.tasks", "workers.training_tasks",
+                                   "workers.webhooks"])
     app.conf.update(
         broker_url=settings.broker_url,
         result_backend=settings.result_backend,

@@ -101,16 +101,18 @@ def submit(celery: Celery, db: Database, data: bytes, content_type: str, pipelin
 
 
 def submit_many(celery: Celery, db: Database, uploads: list[tuple[bytes, str, str]],
-                pipeline: str, user_id: int | None = None,
-                request_id: str | None = None) -> list[Prediction]:
+                pipeline: str, user_id: int | None = None, request_id: str | None = None,
+                webhook: dict | None = None) -> list[Prediction]:
     """Store (image, content type, file name) uploads and their prediction records in one
     transaction, then enqueue them as one chain (the workers run them together).
 
     Raises QueueUnavailable when Redis cannot take them: before anything is stored when
     Redis does not answer at all, or after marking the new predictions failed when the
     message itself could not be sent. Either way nothing runs behind the caller's back.
+    `webhook` ({"url", "events", "token_id"}, checked by the caller) is where the
+    predictions' events are posted.
     """
-    submission = Submission(uploads, pipeline, user_id, request_id)
+    submission = Submission(uploads, pipeline, user_id, request_id, webhook)
     _store_and_send(celery, db, [submission])
     return submission.result(0)
 
@@ -119,9 +121,9 @@ class Submission:
     """One caller's uploads on their way to the queue; `result` waits for the outcome."""
 
     def __init__(self, uploads: list[tuple[bytes, str, str]], pipeline: str,
-                 user_id: int | None, request_id: str | None):
+                 user_id: int | None, request_id: str | None, webhook: dict | None = None):
         self.uploads, self.pipeline = uploads, pipeline
-        self.user_id, self.request_id = user_id, request_id
+        self.user_id, self.request_id, self.webhook = user_id, request_id, webhook
         self.predictions: list[Prediction] = []
         self.error: BaseException | None = None
         self.settled = threading.Event()
@@ -146,7 +148,8 @@ def _store_and_send(celery: Celery, db: Database, submissions: list[Submission])
     try:
         epoch = broker_epoch(celery)
         created = db.create_submissions(
-            [(s.uploads, s.pipeline, s.user_id, s.request_id) for s in submissions],
+            [(s.uploads, s.pipeline, s.user_id, s.request_id, s.webhook)
+             for s in submissions],
             broker_epoch=epoch)
     except BaseException as exc:
         for submission in submissions:
@@ -212,12 +215,13 @@ class Submitter:
 
     def submit_many(self, uploads: list[tuple[bytes, str, str]], pipeline: str,
                     user_id: int | None = None, request_id: str | None = None,
-                    announced: "Announced | None" = None) -> list[Prediction]:
+                    announced: "Announced | None" = None,
+                    webhook: dict | None = None) -> list[Prediction]:
         """What `workers.client.submit_many` does, sent together with whatever other
         submissions wait at the same time."""
         if pipeline not in PIPELINES:  # here, so that it cannot fail the others' group
             raise ValueError(f"unknown pipeline {pipeline!r}: choose one of {PIPELINES}")
-        mine = Submission(uploads, pipeline, user_id, request_id)
+        mine = Submission(uploads, pipeline, user_id, request_id, webhook)
         deadline = time.monotonic() + self.timeout
         with self._changed:
             self._pending.append(mine)
@@ -296,10 +300,11 @@ class Announced:
         self._coming = True
 
     def submit_many(self, uploads: list[tuple[bytes, str, str]], pipeline: str,
-                    user_id: int | None = None,
-                    request_id: str | None = None) -> list[Prediction]:
+                    user_id: int | None = None, request_id: str | None = None,
+                    webhook: dict | None = None) -> list[Prediction]:
         """Submit the announced submission (`Submitter.submit_many`)."""
-        return self.submitter.submit_many(uploads, pipeline, user_id, request_id, self)
+        return self.submitter.submit_many(uploads, pipeline, user_id, request_id, self,
+                                          webhook)
 
     def arrived(self, locked: bool = False) -> None:
         """No longer on its way: submitted, or given up. Counted once."""

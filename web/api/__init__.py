@@ -39,7 +39,15 @@ def _configure(app: Flask) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the API on the app (called by web.create_app, after web.services)."""
-    from web.api import errors, events, models, openapi, predictions, training  # noqa: F401
+    from web.api import (  # noqa: F401
+        deliveries,
+        errors,
+        events,
+        models,
+        openapi,
+        predictions,
+        training,
+    )
     from web.api.health import health
     from web.api.tokens import tokens_cli
 

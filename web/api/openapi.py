@@ -23,7 +23,10 @@ UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"],
     "properties": {"image": {"type": "array", "items": {"type": "string", "format": "binary"},
                              "description": "one or more images (field repeated)"},
-                   "pipeline": {"enum": ["filter", "classifier"], "default": "filter"}}}}}}
+                   "pipeline": {"enum": ["filter", "classifier"], "default": "filter"},
+                   "webhook": {"type": "string", "format": "uri",
+                               "description": "where to post the predictions' events"},
+                   "webhook_events": {"enum": ["final", "all"], "default": "final"}}}}}}
 EVENTS = {"200": {"description": "Server-Sent Events: `id` the event number, `event` the "
                                  "state, `data` the prediction as JSON",
                   "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
@@ -81,6 +84,9 @@ def paths() -> dict:
         f"{V1}/predictions/{{prediction_id}}/cancel": {
             "post": op("Cancel a prediction", authed(ok("Prediction"), "404", "409"),
                        parameters=pid)},
+        f"{V1}/predictions/{{prediction_id}}/webhook": {
+            "get": op("Its webhook and the deliveries, with every attempt",
+                      authed(ok("WebhookDeliveries"), "404"), parameters=pid)},
         f"{V1}/training-runs": {
             "post": op("Submit a training run", authed(
                 ok("TrainingRun", "accepted", "202", headers={**LOCATION, **RETRY_AFTER}),

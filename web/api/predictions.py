@@ -11,6 +11,7 @@ from web.api.errors import fail
 from web.api.limits import check_backpressure
 from web.api.tokens import PREDICT, require_token
 from web.api.uploads import fingerprint, read_uploads
+from web.api.webhooks import read_webhook
 from web.services import services
 from workers.client import Announced, QueueUnavailable
 
@@ -71,16 +72,17 @@ def _create_predictions(announced: Announced) -> Response:
     key = _idempotency_key()
     seconds = _wait_seconds()
     uploads, pipeline = read_uploads()
+    webhook = read_webhook()
     db, user_id = services().db, g.api_user.id
     if key is not None:
-        held = db.claim_idempotency_key(user_id, key, fingerprint(uploads, pipeline))
+        held = db.claim_idempotency_key(user_id, key, fingerprint(uploads, pipeline, webhook))
         if held is not None:
-            return _replay(held, fingerprint(uploads, pipeline))
+            return _replay(held, fingerprint(uploads, pipeline, webhook))
     try:
         check_backpressure()  # one message, however many images
         created = announced.submit_many(
             [(u.data, u.content_type, u.filename) for u in uploads], pipeline, user_id,
-            g.get("request_id"))
+            g.get("request_id"), webhook)
     except QueueUnavailable as exc:
         if key is not None:
             db.release_idempotency_key(user_id, key)

@@ -128,6 +128,26 @@ SCHEMAS = {
                              "version": {"type": "string"},
                              "previous": {"type": "array", "items": {"type": "string"}},
                              "updated": {"type": "string"}, "by": NULLABLE_STRING}},
+    "WebhookDeliveries": {
+        "type": "object", "required": ["url", "events", "deliveries"],
+        "properties": {
+            "url": NULLABLE_STRING, "events": {"enum": ["final", "all", None]},
+            "deliveries": {"type": "array", "items": {
+                "type": "object",
+                "required": ["webhook_id", "type", "url", "state", "attempts"],
+                "properties": {
+                    "webhook_id": {"type": "string"}, "type": {"type": "string"},
+                    "url": {"type": "string"},
+                    "state": {"enum": ["pending", "delivered", "failed"]},
+                    "next_attempt_at": NULLABLE_STRING, "created_at": TIME,
+                    "finished_at": NULLABLE_STRING,
+                    "attempts": {"type": "array", "items": {
+                        "type": "object", "required": ["number", "at", "outcome"],
+                        "properties": {
+                            "number": {"type": "integer"}, "at": TIME,
+                            "seconds": {"type": "number"}, "outcome": {"type": "string"},
+                            "status_code": {"type": ["integer", "null"]},
+                            "error": NULLABLE_STRING}}}}}}}},
     "Health": {"type": "object", "required": ["status"],
                "properties": {"status": {"type": "string"},
                               "checks": {"type": "object",

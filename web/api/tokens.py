@@ -15,6 +15,7 @@ from flask import g, request
 from flask.cli import AppGroup
 
 from sieve.models import ApiToken, User
+from sieve.webhooks import new_secret
 from web.api.errors import fail
 from web.api.limits import check_rate
 from web.services import services
@@ -36,7 +37,8 @@ def create_token(user_id: int, name: str, scopes=(PREDICT,)) -> tuple[str, ApiTo
         raise ValueError(f"unknown scopes {unknown}: choose among {', '.join(SCOPES)}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     record = services().db.create_api_token(user_id, name or "token", hash_token(token),
-                                            token[:12], sorted(set(scopes)))
+                                            token[:12], sorted(set(scopes)),
+                                            webhook_secret=new_secret())
     return token, record
 
 
@@ -105,11 +107,12 @@ def _user(email: str) -> User:
               default=(PREDICT,), show_default=True, help="repeat for several scopes")
 @click.option("--name", default="cli", show_default=True, help="a label to recognise it")
 def create_command(email: str, scopes: tuple[str, ...], name: str) -> None:
-    """Make a token and print it (it is shown this once)."""
+    """Make a token and print it (it is shown this once), and its webhook secret."""
     token, record = create_token(_user(email).id, name, scopes)
     click.echo(token)
     click.echo(f"token {record.id} ({', '.join(record.scopes)}): store it now, it is "
                "not shown again", err=True)
+    click.echo(f"webhook signing secret: {record.webhook_secret}", err=True)
 
 
 @tokens_cli.command("list")

@@ -68,9 +68,11 @@ def read_uploads() -> tuple[list[Upload], str]:
     return uploads, pipeline
 
 
-def fingerprint(uploads: list[Upload], pipeline: str) -> str:
+def fingerprint(uploads: list[Upload], pipeline: str, webhook: dict | None = None) -> str:
     """What identifies a submission's content, to tell a retry from a different request."""
     digest = hashlib.sha256(pipeline.encode())
+    if webhook is not None:
+        digest.update(f"\0{webhook['url']}\0{webhook['events']}".encode())
     for upload in uploads:
         digest.update(b"\0" + upload.filename.encode() + b"\0")
         digest.update(hashlib.sha256(upload.data).digest())
