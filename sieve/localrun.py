@@ -6,7 +6,7 @@
 In order, with a line of progress for each stage: trains the classifier and the filter
 that have no published version yet (with a time budget), migrates the database, starts
 redis-server when nothing answers at REDIS_URL, starts a serving worker (`-Q
-filter,classify`) and a training worker (`-Q training`), then the web tier (`flask run`,
+filter,classify`), a training worker (`-Q training`) and a webhooks worker (`-Q webhooks`), then the web tier (`flask run`,
 on FLASK_RUN_HOST:FLASK_RUN_PORT, default 127.0.0.1:5000), and says when it answers.
 Workers, web tier and Redis log to var/log/. Ctrl-C (or SIGTERM) stops everything it
 started, the Redis it started last; when one of them exits on its own, it stops the rest.
@@ -141,11 +141,12 @@ class LocalRun:
                  f"log var/log/redis.log)")
 
     def start_workers(self) -> None:
-        """Stage 5: a serving and a training worker; ready once each records its queues."""
+        """Stage 5: serving, training and webhooks workers; ready once each records its queues."""
         client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
         since = time.time()
         workers = [("serving-worker", "filter,classify", "serving"),
-                   ("training-worker", "training", "training")]
+                   ("training-worker", "training", "training"),
+                   ("webhooks-worker", "webhooks", "webhooks")]
         started = [(self.start(name, [sys.executable, "-m", "celery", "-A", "workers",
                                       "worker", "-Q", queues, "-n", f"{node}@%h",
                                       "--loglevel", "INFO"]), queues)
