@@ -250,7 +250,7 @@ def test_every_rule_is_used():
 # --- .env.example names every setting the code reads --------------------------------------
 
 SETTING_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
-SOURCE_PACKAGES = ("sieve", "web", "workers", "training")
+SOURCE_PACKAGES = ("sieve", "web", "workers", "training", "sieve_client")
 # Names the code reads that are not settings of a person running Sieve, and why.
 NOT_SETTINGS = {
     "SM_CHANNEL_TRAINING": "set by the SageMaker training container",
@@ -259,6 +259,7 @@ NOT_SETTINGS = {
     "SM_MODEL_DIR": "set by the SageMaker training container",
     "SM_NUM_GPUS": "set by the SageMaker training container",
     "SM_OUTPUT_DATA_DIR": "set by the SageMaker training container",
+    "XDG_CONFIG_HOME": "the desktop's configuration folder, where the client looks for its file",
 }
 # Names .env.example lists that Sieve's code does not read itself: a library does.
 READ_BY_LIBRARIES = {
