@@ -46,6 +46,7 @@ def _wanted(path: Path) -> list[Requirement]:
 
 
 @pytest.mark.parametrize("pair", [("requirements.in", "requirements.txt"),
+                                  ("requirements-web.in", "requirements-web.txt"),
                                   ("requirements-dev.in", "requirements-dev.txt")])
 def test_requirements_txt_pins_what_the_in_file_asks_for(pair):
     """Every requirement of the .in file is pinned in its .txt at a version it allows:
@@ -65,7 +66,7 @@ def test_dev_pins_agree_with_runtime_pins():
 
 def test_every_pin_is_needed_by_something():
     """No orphan: each pinned package is asked for by a .in file or by another pin."""
-    for name in ("requirements.txt", "requirements-dev.txt"):
+    for name in ("requirements.txt", "requirements-web.txt", "requirements-dev.txt"):
         text = (ROOT / name).read_text()
         for package in _pins(ROOT / name):
             block = re.search(rf"(?ims)^{re.escape(package)}==.*?(?=^[a-z0-9])", text + "\nz")
