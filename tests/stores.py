@@ -22,13 +22,18 @@ def copy_version(source: Store, target: Store, name: str, version: str | None = 
     return target.publish(name, files, json.loads((folder / CARD).read_text()))
 
 
-def point_boto3_at(endpoint_url: str, tmp_path, monkeypatch) -> dict:
-    """Set the environment that points boto3 at a test S3 server, with a fresh model
+def point_boto3_at(endpoint_url: str, tmp_path, monkeypatch, credentials: dict = S3_ENV) -> dict:
+    """Set the environment that points boto3 at a test S3 server with `credentials`
+    (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION), with a fresh model
     cache; returns it."""
-    env = {**S3_ENV, "AWS_ENDPOINT_URL": endpoint_url,
+    env = {**credentials, "AWS_ENDPOINT_URL": endpoint_url,
            "SIEVE_MODEL_CACHE_DIR": str(tmp_path / "model-cache")}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
+    # boto3's default session keeps the credentials it read first in this process, and
+    # SeaweedFS (unlike moto) refuses a key it does not know: a fresh session reads these,
+    # and the test's end brings the old one back.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     return env
 
 

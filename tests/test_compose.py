@@ -20,6 +20,7 @@ import requests
 import yaml
 
 from sieve.processes import SeaweedFSServer, free_port, terminate, wait_for
+from tests.stores import point_boto3_at
 from tests.test_repository import _pins
 from training.config import ROOT
 from training.store import open_store
@@ -170,10 +171,9 @@ def test_the_s3_server_runs_as_the_file_configures_it(compose, tmp_path, monkeyp
         wait_for(lambda: requests.get(f"http://127.0.0.1:{native.ports['filer.port']}"
                                       f"{check.path}", timeout=2).ok,
                  30, "the health check to pass", interval=0.2)
-        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
-            monkeypatch.setenv(name, env[name])
-        monkeypatch.setenv("AWS_ENDPOINT_URL", native.url)
-        monkeypatch.setenv("SIEVE_MODEL_CACHE_DIR", str(tmp_path / "cache"))
+        point_boto3_at(native.url, tmp_path, monkeypatch, credentials={
+            name: env[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                         "AWS_DEFAULT_REGION")})
         store = open_store(env["MODEL_STORE_URL"])
         weights = tmp_path / "model.pt"
         weights.write_bytes(b"weights")
