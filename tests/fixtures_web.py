@@ -13,7 +13,7 @@ import pytest
 import redis
 import requests
 
-from sieve.processes import free_port, wait_for
+from sieve.processes import free_port, terminate, wait_for
 from training.config import ROOT
 from web import create_app
 
@@ -113,7 +113,7 @@ class LiveServer:
             raise AssertionError(f"gunicorn exited:\n{self.log()[-3000:]}")
         try:
             return requests.get(f"{self.url}/login", timeout=2).ok
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # still booting its worker
             return False
 
     def log(self) -> str:
@@ -122,13 +122,8 @@ class LiveServer:
 
     def stop(self) -> None:
         """Stop gunicorn (killed if it takes longer than 15 s)."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.process:
+            terminate(self.process)
 
 
 @pytest.fixture

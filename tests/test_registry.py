@@ -1,5 +1,5 @@
-"""Both model-store backends (a local folder and S3 on moto's server) and the registry's
-aliases: the same tests run against each backend."""
+"""Both model-store backends (a local folder, and S3 on moto's server and on SeaweedFS)
+and the registry's aliases: the same tests run against each backend."""
 
 import json
 import threading
@@ -7,17 +7,20 @@ import threading
 import boto3
 import pytest
 
+from tests.stores import S3_SERVERS, new_bucket, point_boto3_at
 from training import registry
 from training.s3store import S3Store
 from training.store import ModelStore, StoreError, open_store
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    """An empty store of each kind."""
+@pytest.fixture(params=["local", *S3_SERVERS])
+def store(request, tmp_path, monkeypatch):
+    """An empty store of each kind: a local folder, and S3 on each test S3 server."""
     if request.param == "local":
         return ModelStore(tmp_path / "store")
-    return open_store(request.getfixturevalue("s3_store_url"))
+    server = request.getfixturevalue(f"{request.param}_s3_server")
+    point_boto3_at(server.url, tmp_path, monkeypatch)
+    return open_store(new_bucket(server.url))
 
 
 def _publish(store, tmp_path, name="classifier", accuracy=0.5, weights=b"weights") -> str:
