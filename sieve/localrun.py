@@ -6,8 +6,9 @@
 In order, with a line of progress for each stage: trains the classifier and the filter
 that have no published version yet (with a time budget), migrates the database, starts
 redis-server when nothing answers at REDIS_URL, starts a serving worker (`-Q
-filter,classify`), a training worker (`-Q training`) and a webhooks worker (`-Q webhooks`), then the web tier (`flask run`,
-on FLASK_RUN_HOST:FLASK_RUN_PORT, default 127.0.0.1:5000), and says when it answers.
+filter,classify`), a training worker (`-Q training`) and a webhooks worker (`-Q webhooks`),
+then the web tier (`flask run`, on FLASK_RUN_HOST:FLASK_RUN_PORT, default 127.0.0.1:5000),
+and says when it answers.
 Workers, web tier and Redis log to var/log/. Ctrl-C (or SIGTERM) stops everything it
 started, the Redis it started last; when one of them exits on its own, it stops the rest.
 """

@@ -33,7 +33,8 @@ READ_BY_LIBRARIES = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_
                      "FLOWER_BASIC_AUTH"}
 # Which process of Sieve each service of its images runs, and from which build target.
 SERVICES = {"setup": "worker", "web": "web", "filter-worker": "worker",
-            "classifier-worker": "worker", "trainer": "worker", "flower": "worker"}
+            "classifier-worker": "worker", "trainer": "worker", "webhooks-worker": "worker",
+            "flower": "worker"}
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +117,9 @@ def test_compose_commands_match_the_code(compose):
     consume every queue the tasks are routed to."""
     services = _ours(compose)
     consumers = {name: _queues(services[name]["command"])
-                 for name in ("filter-worker", "classifier-worker", "trainer")}
+                 for name in ("filter-worker", "classifier-worker", "trainer", "webhooks-worker")}
     assert consumers == {"filter-worker": {"filter"}, "classifier-worker": {"classify"},
-                         "trainer": {"training"}}
+                         "trainer": {"training"}, "webhooks-worker": {"webhooks"}}
     assert set().union(*consumers.values()) == {route["queue"] for route in ROUTES.values()}
     web = services["web"]["command"]
     assert web[0] == "gunicorn" and web[-1] == "web:create_app()"
