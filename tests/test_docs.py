@@ -114,6 +114,11 @@ RULES = [
      "trains for minutes; tests/test_train.py and tests/test_make_run.py train"),
     (r"-m training\.outliers --preview", HELP,
      "draws 60,000 pictures into the working folder; tests/test_outliers.py covers it"),
+    (r"\bpip install\b", SKIP, "installs into the reader's environment; tests/test_client.py "
+     "installs the project with pip into a temporary folder and runs its commands"),
+    (r"^sieve (predict|status|follow|runs|models)\b", SKIP,
+     "a request to a running service with the reader's token; tests/test_client.py runs each "
+     "subcommand against a live server with a real worker"),
     (r"^curl ", SKIP, "a request to a running service; tests/test_api_*.py send these "
      "requests and tests/test_make_run.py one to `make run`'s service"),
     (r"docs/examples/", SKIP,
@@ -263,7 +268,7 @@ NOT_SETTINGS = {
 }
 # Names .env.example lists that Sieve's code does not read itself: a library does.
 READ_BY_LIBRARIES = {
-    "AWS_ACCESS_KEY_ID": "boto3", "AWS_SECRET_ACCESS_KEY": "boto3",
+    "AWS_ACCESS_KEY_ID": "boto3", "AWS_SECRET_ACCESS_KEY": "boto3", "FLOWER_BASIC_AUTH": "flower",
 }
 
 
