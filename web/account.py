@@ -1,10 +1,13 @@
-"""The account page: the user's API tokens, made and revoked here (shown once)."""
+"""The account page: the user's API tokens, made and revoked here (shown once); a new
+password; logging out everywhere."""
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length
+from wtforms import BooleanField, PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired, EqualTo, Length
 
+from sieve.database import LARGEST_INTEGER
+from web import accounts
 from web.accounts import current_user, login_required
 from web.api.tokens import PREDICT, TRAIN, create_token, revoke_token
 from web.services import services
@@ -25,6 +28,20 @@ class RevokeForm(FlaskForm):
     """Revoke one token (the form carries only the CSRF token)."""
 
 
+class PasswordForm(FlaskForm):
+    """A new password, given with the current one."""
+
+    current = PasswordField("Current password", validators=[DataRequired()])
+    password = PasswordField("New password", validators=[DataRequired()])
+    confirm = PasswordField("Repeat the new password", validators=[
+        DataRequired(), EqualTo("password", message="The two passwords differ.")])
+    change = SubmitField("Change password")
+
+
+class EverywhereForm(FlaskForm):
+    """Log out on every device (the form carries only the CSRF token)."""
+
+
 @bp.route("/account", methods=("GET", "POST"))
 @login_required
 def account():
@@ -41,12 +58,49 @@ def account():
             form.predict.errors = ["Choose at least one thing the token may do."]
         else:
             new_token, _record = create_token(user.id, form.name.data.strip(), scopes)
-    tokens = services().db.api_tokens(user.id)
+    return _page(form, new_token=new_token)
+
+
+def _page(form: TokenForm, password_form: PasswordForm | None = None, status: int = 200,
+          new_token: str | None = None):
+    """The account page (never cached: it may show a new token)."""
+    tokens = services().db.api_tokens(current_user().id)
     return render_template("account.html", form=form, tokens=tokens, new_token=new_token,
-                           revoke_form=RevokeForm())
+                           revoke_form=RevokeForm(), everywhere_form=EverywhereForm(),
+                           password_form=password_form or PasswordForm()), status
 
 
-@bp.post("/account/tokens/<int:token_id>/revoke")
+@bp.post("/account/password")
+@login_required
+def password():
+    """Change the password; every other session of the account ends."""
+    user, form = current_user(), PasswordForm()
+    if form.validate_on_submit():
+        if accounts.authenticate(user.email, form.current.data) is None:
+            form.current.errors.append("That is not your current password.")
+        else:
+            try:
+                accounts.change_password(user, form.password.data)
+            except accounts.WeakPassword as exc:
+                form.password.errors.append(str(exc))
+            else:
+                flash("Password changed: your other sessions have ended.", "success")
+                return redirect(url_for("account.account"))
+    return _page(TokenForm(formdata=None), form, 400)
+
+
+@bp.post("/account/logout-everywhere")
+@login_required
+def logout_everywhere():
+    """End every session of the account, this one included."""
+    if not EverywhereForm().validate_on_submit():
+        abort(400, "The form expired: reload the page and try again.")
+    accounts.logout()
+    flash("You are logged out on every device.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.post(f"/account/tokens/<int(max={LARGEST_INTEGER}):token_id>/revoke")
 @login_required
 def revoke(token_id: int):
     """Revoke one of the user's tokens; someone else's is a 404."""
