@@ -145,6 +145,12 @@ def test_a_wrong_current_password_changes_nothing(app, auth):
     assert refused.status_code == 400
     assert "not your current password" in refused.get_data(as_text=True)
     assert auth.client.get("/account").status_code == 200
+    guess = {"csrf_token": auth.token("/account"), "password": "a brand new passphrase",
+             "confirm": "a brand new passphrase", "current": "another guess"}
+    for _ in range(app.config["LOGIN_MAX_FAILURES"] - 1):  # guessing is throttled
+        auth.client.post("/account/password", data=guess)
+    answer = auth.client.post("/account/password", data={**guess, "current": PASSWORD})
+    assert "Too many failed attempts" in answer.get_data(as_text=True)
 
 
 def test_log_out_everywhere_ends_every_session(app, auth):

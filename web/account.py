@@ -7,7 +7,7 @@ from wtforms import BooleanField, PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from sieve.database import LARGEST_INTEGER
-from web import accounts
+from web import accounts, throttle
 from web.accounts import current_user, login_required
 from web.api.tokens import PREDICT, TRAIN, create_token, revoke_token
 from web.services import services
@@ -75,8 +75,15 @@ def _page(form: TokenForm, password_form: PasswordForm | None = None, status: in
 def password():
     """Change the password; every other session of the account ends."""
     user, form = current_user(), PasswordForm()
+    address = request.remote_addr or "unknown"
     if form.validate_on_submit():
-        if accounts.authenticate(user.email, form.current.data) is None:
+        # Wrong current passwords count as failed logins: a borrowed session cannot
+        # guess its way to the account.
+        wait = throttle.locked_for(user.email, address)
+        if wait:
+            form.current.errors.append(f"Too many failed attempts. Wait {wait} seconds.")
+        elif accounts.authenticate(user.email, form.current.data) is None:
+            throttle.failed(user.email, address)
             form.current.errors.append("That is not your current password.")
         else:
             try:
