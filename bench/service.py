@@ -104,7 +104,7 @@ class Gunicorn:
         def answers():
             try:
                 return requests.get(self.url + path, timeout=2) is not None
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still starting
                 return False
         wait_for(answers, 120, f"{self.url}{path}", interval=0.2)
 

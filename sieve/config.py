@@ -47,6 +47,7 @@ class ServiceSettings:
     top_k: int
     torch_threads: int = 1
     worker_metrics_port: int = 9808
+    worker_metrics_host: str = "127.0.0.1"
     model_reload_interval: float = 30.0
     training_heartbeat: float = 2.0
     training_stale_after: float = 60.0
@@ -80,6 +81,7 @@ def load_service_settings() -> ServiceSettings:
         top_k=int(_float("SIEVE_TOP_K", 3)),
         torch_threads=int(_float("SIEVE_TORCH_THREADS", 1)),
         worker_metrics_port=int(_float("SIEVE_WORKER_METRICS_PORT", 9808)),
+        worker_metrics_host=os.environ.get("SIEVE_WORKER_METRICS_HOST") or "127.0.0.1",
         model_reload_interval=_float("SIEVE_MODEL_RELOAD_INTERVAL", 30),
         training_heartbeat=_float("SIEVE_TRAINING_HEARTBEAT", 2),
         training_stale_after=_float("SIEVE_TRAINING_STALE_AFTER", 60),

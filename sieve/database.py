@@ -51,6 +51,10 @@ from sieve.models import (
     utcnow,
 )
 
+# The largest integer the databases hold (a signed 64-bit column): larger ids or
+# offsets do not exist, and are refused before they reach a query.
+LARGEST_INTEGER = 2**63 - 1
+
 PREDICTIONS = Prediction.__table__
 EVENTS = PredictionEvent.__table__
 IMAGES = StoredImage.__table__
@@ -156,11 +160,21 @@ class Database:
         with self.session() as s:
             return s.scalar(select(User).where(User.email == email.strip().lower()))
 
-    def set_password_hash(self, user_id: int, password_hash: str) -> None:
-        """Replace an account's password hash (a new password, or a rehash)."""
+    def set_password_hash(self, user_id: int, password_hash: str,
+                          end_sessions: bool = False) -> None:
+        """Replace an account's password hash: a rehash of the same password, or (with
+        `end_sessions`) a new password, which also ends every session of the account."""
+        values = {"password_hash": password_hash}
+        if end_sessions:
+            values["session_version"] = USERS.c.session_version + 1
+        with self._writing() as connection:
+            connection.execute(update(USERS).where(USERS.c.id == user_id).values(**values))
+
+    def end_sessions(self, user_id: int) -> None:
+        """End every session of an account (its session version moves on)."""
         with self._writing() as connection:
             connection.execute(update(USERS).where(USERS.c.id == user_id)
-                               .values(password_hash=password_hash))
+                               .values(session_version=USERS.c.session_version + 1))
 
     def prediction_page(self, user_id: int, page: int = 1,
                         per_page: int = 20) -> tuple[list[Prediction], int]:

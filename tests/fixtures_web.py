@@ -185,3 +185,44 @@ def screenshot(request):
         return path
 
     return take
+
+
+@pytest.fixture
+def production(sqlite_url, redis_server, tmp_path):
+    """production(**env): the app under gunicorn with gevent, SIEVE_ENV=production."""
+    from sieve.migrate import upgrade
+
+    upgrade(sqlite_url)
+    servers = []
+
+    def start(**env: str) -> LiveServer:
+        folder = tmp_path / f"server{len(servers)}"
+        folder.mkdir()
+        server = LiveServer({"DATABASE_URL": sqlite_url, "REDIS_URL": redis_server.url,
+                             "SECRET_KEY": SECRET_KEY, "SIEVE_ENV": "production", **env},
+                            folder)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def session_cookie(response: requests.Response) -> str:
+    """The value of the session cookie a response sets (Secure: sent by hand over HTTP)."""
+    match = re.search(r"session=([^;]+)", response.headers.get("Set-Cookie", ""))
+    assert match, response.headers
+    return match.group(1)
+
+
+def sign_up(url: str, email: str, headers: dict | None = None) -> str:
+    """Register over HTTP; the session cookie of the new account."""
+    page = requests.get(f"{url}/register", timeout=10)
+    answer = requests.post(f"{url}/register", allow_redirects=False, timeout=10,
+                           headers={"Cookie": f"session={session_cookie(page)}",
+                                    **(headers or {})},
+                           data={"csrf_token": csrf_token(page.text), "email": email,
+                                 "password": PASSWORD, "confirm": PASSWORD})
+    assert answer.status_code == 302, answer.text
+    return session_cookie(answer)

@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.fixtures_api import LiveServer
+from tests.images import noise
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -86,6 +87,27 @@ def test_every_operation_conforms_to_the_openapi_document(make_api_app, make_use
         assert len(operations) == 17
         for operation in operations:
             _fuzz(operation, user.headers)
+        _malformed(schema, user.headers, server.url)
+
+
+def _malformed(schema, headers: dict, url: str) -> None:
+    """The cases that probing found to answer 500: each is now a documented 4xx. (JSON
+    has no Infinity, so {"epochs": 1e999} is in tests/test_malformed_requests.py.)"""
+    made = requests.post(f"{url}/api/v1/predictions", headers=headers, timeout=30,
+                         files=[("image", ("a.png", noise()))])
+    prediction_id = made.json()["items"][0]["id"]
+    events = schema["/api/v1/predictions/{prediction_id}/events"]["GET"]
+    runs = schema["/api/v1/training-runs"]["POST"]
+    cases = [
+        (events.Case(path_parameters={"prediction_id": prediction_id},
+                     headers={"Last-Event-ID": str(2**63)}), 400),
+        (runs.Case(body={"epochs": 10**400}, media_type="application/json"), 422),
+        (runs.Case(body={"lr": 1e308, "seed": 10**30}, media_type="application/json"), 422),
+    ]
+    for case, status in cases:
+        response = case.call(headers=headers, timeout=30)
+        case.validate_response(response, checks=CHECKS, headers=headers)
+        assert response.status_code == status, response.text
 
 
 def _fuzz(operation, headers: dict) -> None:

@@ -67,8 +67,8 @@ def test_create_token_refuses_unknown_scopes(api_app):
 
 
 def test_cli_creates_a_token_that_is_printed_once_and_works(api_app, client):
-    with api_app.app_context():
-        create_user("cli@example.com", "a long enough password")
+    with api_app.app_context():  # an administrator: only they may have `train` tokens
+        create_user("cli@example.com", "a long enough password", is_admin=True)
     runner = api_app.test_cli_runner()
     made = runner.invoke(args=["tokens", "create", "--email", "cli@example.com",
                                "--scope", "predict", "--scope", "train"])

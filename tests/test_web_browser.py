@@ -94,3 +94,34 @@ def test_without_javascript_the_page_refreshes_until_final(web_server, start_wor
         lambda d: state(d) in FINAL_STATES)
     assert driver.find_elements(By.ID, "filter")
     screenshot(driver, "nojs-result")
+
+
+# Collects what the Content-Security-Policy blocks (a CDP script, exempt from the CSP).
+WATCH_CSP = ("window.cspViolations = [];"
+             "document.addEventListener('securitypolicyviolation', function (e) {"
+             "  window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI); });")
+
+
+def test_the_pages_own_scripts_and_styles_satisfy_the_csp(web_server, start_worker,
+                                                         browser_factory, screenshot):
+    """Every page under the strict CSP: nothing blocked, the live result still arrives
+    (scripts, Server-Sent Events) and its probability bars are drawn (styles)."""
+    start_worker()
+    driver = browser_factory()
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": WATCH_CSP})
+    url = web_server.url
+    register(driver, url, "csp@example.com")
+    for path in ("/", "/history", "/account", "/models", "/api/v1/docs"):
+        driver.get(f"{url}{path}")
+        assert driver.execute_script("return window.cspViolations;") == [], path
+    driver.get(url)
+    driver.find_element(By.ID, "sample-ankle-boot").click()
+    WebDriverWait(driver, TIMEOUT).until(lambda d: "/predictions/" in d.current_url)
+    driver.execute_script("window.notReloaded = true;")
+    WebDriverWait(driver, TIMEOUT).until(lambda d: state(d) in FINAL_STATES)
+    assert driver.execute_script("return window.notReloaded === true;")
+    assert driver.execute_script("return window.cspViolations;") == []
+    bars = driver.find_elements(By.CSS_SELECTOR, "#top-k .bar")
+    if bars:  # accepted by the filter: the classifier's bars
+        assert max(bar.size["width"] for bar in bars) > 20
+    screenshot(driver, "csp-result")

@@ -23,6 +23,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         metrics,
         pages,
         requestlog,
+        security,
         services,
         settings,
         training,
@@ -33,6 +34,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if test_config:
         app.config.from_mapping(test_config)
     settings.check(app)
+    security.init_app(app)
     requestlog.init_app(app)
     services.init_app(app)
     metrics.init_app(app)

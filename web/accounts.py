@@ -15,7 +15,8 @@ from sieve.database import DuplicateEmail
 from sieve.models import User
 from web.services import services
 
-__all__ = ["DuplicateEmail", "WeakPassword", "authenticate", "create_user", "current_user"]
+__all__ = ["DuplicateEmail", "WeakPassword", "authenticate", "change_password", "create_user",
+           "current_user"]
 
 PASSWORDS = CryptContext(schemes=["argon2", "bcrypt"], deprecated="auto")
 MIN_PASSWORD_LENGTH = 10
@@ -86,15 +87,32 @@ def authenticate(email: str, password: str) -> User | None:
 
 
 def login(user: User) -> None:
-    """Start a new session for the user (a fresh session: no fixation)."""
+    """Start a new session for the user (a fresh session: no fixation), under the
+    account's current session version."""
     session.clear()
     session["user_id"] = user.id
+    session["session_version"] = user.session_version
     session.permanent = True
 
 
 def logout() -> None:
-    """End the session."""
+    """End the session, and every other session of the account: a copy of the cookie
+    stops working too (the session version moves on)."""
+    user = current_user()
+    if user is not None:
+        services().db.end_sessions(user.id)
     session.clear()
+
+
+def change_password(user: User, password: str) -> None:
+    """Set a new password (WeakPassword if it will not do); every session of the account
+    ends, except the one of this request, which moves to the new version."""
+    problem = password_problem(password, user.email)
+    if problem:
+        raise WeakPassword(problem)
+    db = services().db
+    db.set_password_hash(user.id, hash_password(password), end_sessions=True)
+    login(db.get_user(user.id))
 
 
 def current_user() -> User | None:
@@ -115,9 +133,15 @@ def login_required(view):
 
 
 def _load_user() -> None:
-    """Find the session's user once per request."""
+    """Find the session's user once per request; a session made under an older session
+    version of the account (before a logout or a password change) is ended."""
     user_id = session.get("user_id")
-    g.user = services().db.get_user(user_id) if user_id is not None else None
+    user = services().db.get_user(user_id) if user_id is not None else None
+    if user is not None and session.get("session_version") != user.session_version:
+        user = None
+    if user is None and user_id is not None:
+        session.clear()
+    g.user = user
 
 
 def init_app(app: Flask) -> None:

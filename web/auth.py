@@ -26,9 +26,18 @@ def register():
     """Create an account and sign in with it."""
     form = RegisterForm()
     if form.validate_on_submit():
+        address = request.remote_addr or "unknown"
+        wait = throttle.locked_for(form.email.data, address)
+        if wait:
+            return _locked("auth/register.html", form, wait)
         try:
             user = accounts.create_user(form.email.data, form.password.data)
         except accounts.DuplicateEmail:
+            # Telling that an email has an account is the price of an open registration
+            # without email verification; counted as a failed login, it is slowed down.
+            wait = throttle.failed(form.email.data, address)
+            if wait:
+                return _locked("auth/register.html", form, wait)
             form.email.errors.append("An account with this email exists already; log in "
                                      "instead.")
         except accounts.InvalidEmail as exc:
@@ -54,25 +63,26 @@ def login():
     email, address = form.email.data, request.remote_addr or "unknown"
     wait = throttle.locked_for(email, address)
     if wait:
-        return _locked(form, wait)
+        return _locked("auth/login.html", form, wait)
     user = accounts.authenticate(email, form.password.data)
     if user is None:
         log.info("failed login")
         wait = throttle.failed(email, address)
         if wait:
-            return _locked(form, wait)
+            return _locked("auth/login.html", form, wait)
         form.password.errors.append("Wrong email or password.")
         return render_template("auth/login.html", form=form), 401
-    throttle.succeeded(email)
+    throttle.succeeded(email, address)
     accounts.login(user)
     log.info("user %s logged in", user.id)
     return redirect(_safe_next(request.args.get("next")))
 
 
-def _locked(form: LoginForm, wait: int):
-    """The login page, saying how long to wait."""
-    form.password.errors.append(f"Too many failed logins. Wait {wait} seconds and try again.")
-    return render_template("auth/login.html", form=form), 429, {"Retry-After": str(wait)}
+def _locked(template: str, form, wait: int):
+    """The login (or registration) page, saying how long to wait."""
+    what = "logins" if template == "auth/login.html" else "attempts"
+    form.password.errors.append(f"Too many failed {what}. Wait {wait} seconds and try again.")
+    return render_template(template, form=form), 429, {"Retry-After": str(wait)}
 
 
 @bp.route("/logout", methods=("POST",))

@@ -17,11 +17,19 @@ def _answer(status: int, title: str, message: str):
 
 
 def too_large(_error: RequestEntityTooLarge):
-    """413: the upload is over MAX_UPLOAD_MB."""
-    megabytes = current_app.config["MAX_CONTENT_LENGTH"] / (1024 * 1024)
-    return _answer(413, "Upload too large",
-                   f"The upload is larger than {megabytes:g} MB, the most this service "
-                   "accepts at once. Send smaller images, or fewer at a time.")
+    """413: the upload is over MAX_UPLOAD_MB, or its form has too many parts (or a field
+    too large) for the form parser's limits; the message says which."""
+    most = current_app.config["MAX_CONTENT_LENGTH"]
+    if most is not None and (request.content_length is None
+                             or request.content_length > most):
+        return _answer(413, "Upload too large",
+                       f"The upload is larger than {most / (1024 * 1024):g} MB, the most "
+                       "this service accepts at once. Send smaller images, or fewer at a "
+                       "time.")
+    return _answer(413, "Too many parts",
+                   f"The form has more than {request.max_form_parts} parts, or a field "
+                   "larger than the form parser accepts. Send fewer files or fields at a "
+                   "time.")
 
 
 def bad_csrf(error: CSRFError):

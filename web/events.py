@@ -12,8 +12,9 @@ import json
 import logging
 import time
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, abort, current_app, request
 
+from sieve.database import LARGEST_INTEGER
 from sieve.models import FINAL_STATES
 from web.accounts import current_user, login_required
 from web.pages import own_prediction
@@ -29,12 +30,17 @@ def format_event(event: dict) -> str:
 
 
 def last_event_id() -> int:
-    """The number of the last event the client has (Last-Event-ID, or ?after=)."""
+    """The number of the last event the client has (Last-Event-ID, or ?after=); 400 when
+    it is not an event number."""
     raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
     try:
-        return max(0, int(raw))
+        value = int(raw)
     except ValueError:
-        return 0
+        value = -1
+    if not 0 <= value <= LARGEST_INTEGER:
+        abort(400, f"Last-Event-ID (or after) must be an event number from 0 to "
+              f"{LARGEST_INTEGER}.")
+    return value
 
 
 def stream(listener, db, prediction_id: str, after: int, keepalive: float, limit: float):

@@ -8,13 +8,20 @@ The workers serve the rest (task durations and outcomes, the filter's rejections
 model versions being served) on their own port; see docs/operations.md. Under gunicorn
 with several worker processes, set PROMETHEUS_MULTIPROC_DIR to an empty folder they all
 share: /metrics then adds up the counts of every process.
+
+/metrics is not public. With SIEVE_METRICS_TOKEN set it answers requests that present
+that token (`Authorization: Bearer <token>`, Prometheus' `authorization` setting);
+without it, only direct requests from this host (a loopback address, no proxy's
+X-Forwarded-For).
 """
 
+import hmac
+import ipaddress
 import os
 import time
 
 import redis
-from flask import Flask, Response, g, request
+from flask import Flask, Response, abort, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -74,6 +81,20 @@ def _process_metrics() -> bytes:
     return generate_latest(registry)
 
 
+def _allowed() -> bool:
+    """Whether this request may read /metrics (see the module's docstring)."""
+    token = current_app.config.get("METRICS_TOKEN")
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                                  token.encode())
+    try:
+        local = ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        local = False
+    return local and "X-Forwarded-For" not in request.headers
+
+
 def init_app(app: Flask) -> None:
     """Count every request and serve /metrics."""
     app.before_request(_start)
@@ -83,6 +104,9 @@ def init_app(app: Flask) -> None:
 
     @app.get("/metrics")
     def metrics():
-        """The metrics in Prometheus' text format."""
+        """The metrics in Prometheus' text format, to those allowed to read them."""
+        if not _allowed():
+            abort(403, "The metrics are not public: set SIEVE_METRICS_TOKEN and send it as "
+                  "a bearer token (see docs/security.md).")
         return Response(_process_metrics() + generate_latest(queues),
                         content_type=CONTENT_TYPE_LATEST)

@@ -15,11 +15,12 @@ from flask import (
     url_for,
 )
 
+from sieve.database import LARGEST_INTEGER
 from sieve.models import describe
 from web.accounts import current_user, login_required
 from web.forms import SampleForm, UploadForm
 from web.services import services
-from web.uploads import UploadError, check, send
+from web.uploads import UploadError, check, check_total, send
 
 bp = Blueprint("pages", __name__)
 
@@ -54,6 +55,11 @@ def index():
     for file in files:
         try:
             uploads.append(check(file.filename, file.read()))
+        except UploadError as exc:
+            errors.append(str(exc))
+    if not errors:
+        try:
+            check_total(uploads)
         except UploadError as exc:
             errors.append(str(exc))
     if errors:
@@ -120,6 +126,8 @@ def history():
     per_page = current_app.config["HISTORY_PAGE_SIZE"]
     if page < 1:
         abort(404, "Pages are numbered from 1.")
+    if (page - 1) * per_page > LARGEST_INTEGER:
+        abort(400, f"There is no page {page}: that is beyond any history.")
     predictions, total = services().db.prediction_page(current_user().id, page, per_page)
     pages = max(1, math.ceil(total / per_page))
     if page > pages:

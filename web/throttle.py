@@ -1,9 +1,14 @@
-"""Slowing down password guessing: failed logins counted in Redis, per email and per
-client address, with a lockout that doubles with each failure past the limit.
+"""Slowing down password guessing: failed logins counted in Redis per (client address,
+email) pair and per client address, never per email alone.
 
-After LOGIN_MAX_FAILURES failures within the window, the email (or address) is locked
-for 2 s, then 4 s, 8 s, ... up to LOGIN_LOCKOUT_MAX_SECONDS. A successful login clears
-the email's count. When Redis does not answer, logins go on unthrottled (and it is logged).
+After LOGIN_MAX_FAILURES failures of one address on one email within the window, that
+pair is locked for 2 s, then 4 s, 8 s, ... up to LOGIN_LOCKOUT_MAX_SECONDS; after
+LOGIN_MAX_FAILURES_PER_ADDRESS failures of one address on any emails, the address is
+locked the same way. Someone else's failures never lock an account's owner out: a right
+password from an address without failures goes through. The client address is the one
+`web.security` reads through the configured number of trusted proxies. A successful
+login clears its pair's count. When Redis does not answer, logins go on unthrottled (and
+it is logged).
 """
 
 import hashlib
@@ -19,14 +24,21 @@ log = logging.getLogger(__name__)
 WINDOW_SECONDS = 3600
 
 
-def _keys(email: str, address: str) -> list[str]:
-    """The counters that a login attempt touches (hashed: no emails in Redis keys)."""
-    digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-    return [f"sieve:login:email:{digest}", f"sieve:login:addr:{address}"]
+def _digest(text: str) -> str:
+    """A short hash: no emails or addresses in Redis keys."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _keys(email: str, address: str) -> dict[str, int]:
+    """The counters that a login attempt touches, with the failures each allows."""
+    config = current_app.config
+    pair = _digest(f"{address}\0{email.strip().lower()}")
+    return {f"sieve:login:pair:{pair}": config["LOGIN_MAX_FAILURES"],
+            f"sieve:login:addr:{_digest(address)}": config["LOGIN_MAX_FAILURES_PER_ADDRESS"]}
 
 
 def locked_for(email: str, address: str) -> int:
-    """Seconds until this email and address may try again (0: now)."""
+    """Seconds until this address may try this email again (0: now)."""
     client = services().events.redis
     try:
         waits = [client.ttl(f"{key}:lock") for key in _keys(email, address)]
@@ -38,18 +50,14 @@ def locked_for(email: str, address: str) -> int:
 
 def failed(email: str, address: str) -> int:
     """Count a failed login; returns the lockout it started, in seconds (0: none)."""
-    limit = current_app.config["LOGIN_MAX_FAILURES"]
     longest = current_app.config["LOGIN_LOCKOUT_MAX_SECONDS"]
     client = services().events.redis
     lockout = 0
     try:
-        for key in _keys(email, address):
-            failures = client.incr(key)
-            client.expire(key, WINDOW_SECONDS)
-            # The per-address limit is looser: many people may share one address.
-            allowed = limit if ":email:" in key else limit * 4
+        for key, allowed in _keys(email, address).items():
+            failures, _ = client.pipeline().incr(key).expire(key, WINDOW_SECONDS).execute()
             if failures >= allowed:
-                seconds = min(2 ** (failures - allowed + 1), longest)
+                seconds = min(2 ** min(failures - allowed + 1, 30), longest)
                 client.set(f"{key}:lock", 1, ex=seconds)
                 lockout = max(lockout, seconds)
     except redis.RedisError as exc:
@@ -57,9 +65,9 @@ def failed(email: str, address: str) -> int:
     return lockout
 
 
-def succeeded(email: str) -> None:
-    """Forget the email's failures after a successful login."""
-    key = _keys(email, "")[0]
+def succeeded(email: str, address: str) -> None:
+    """Forget the failures of this address on this email after a successful login."""
+    key = next(iter(_keys(email, address)))
     try:
         services().events.redis.delete(key, f"{key}:lock")
     except redis.RedisError as exc:

@@ -56,14 +56,16 @@ class QueueDepth:
         yield family
 
 
-def serve(port: int, broker_url: str, queues: list[str]) -> None:
-    """Start the /metrics endpoint (port 0: off); a port in use is logged, not fatal."""
+def serve(port: int, broker_url: str, queues: list[str], host: str = "127.0.0.1") -> None:
+    """Start the /metrics endpoint on host:port (port 0: off); a port in use is logged,
+    not fatal. The default host is this machine only: set SIEVE_WORKER_METRICS_HOST to
+    an address of a private network to let a Prometheus elsewhere scrape it."""
     if not port:
         return
     REGISTRY.register(QueueDepth(broker_url, queues))
     try:
-        start_http_server(port)
+        start_http_server(port, addr=host)
     except OSError as exc:
-        log.warning("worker metrics not served on port %d: %s", port, exc)
+        log.warning("worker metrics not served on %s:%d: %s", host, port, exc)
         return
-    log.info("worker metrics at http://0.0.0.0:%d/metrics", port)
+    log.info("worker metrics at http://%s:%d/metrics", host, port)

@@ -17,6 +17,7 @@ Examples:
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 
@@ -101,7 +102,9 @@ def validate(params: dict) -> dict:
             typed = kind(value)
             if kind is int and typed != float(value):
                 raise ValueError
-        except (TypeError, ValueError):
+            if kind is float and not math.isfinite(typed):
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):  # 1e999 is inf; int(inf) overflows
             raise InvalidParameters(f"{name}={value!r} is not {KINDS[kind]}") from None
         if not check(typed):
             raise InvalidParameters(f"{name}={value!r} is out of range: {HELP[name]}")

@@ -220,7 +220,7 @@ def _start_serving(sender, **_kwargs) -> None:
     queues = {queue.name for queue in sender.task_consumer.queues}
     _state["queues"] = frozenset(queues)
     metrics.serve(sender.app.conf.sieve.worker_metrics_port, sender.app.conf.broker_url,
-                  sorted(queues))
+                  sorted(queues), sender.app.conf.sieve.worker_metrics_host)
     if not queues & SERVING_QUEUES:
         return
     # Task threads hand images to the batch thread and back: switch the GIL more often

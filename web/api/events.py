@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from flask import Response, current_app, json, request
 
+from sieve.database import LARGEST_INTEGER
 from sieve.models import FINAL_STATES
 from web.api import bp
 from web.api.errors import fail
@@ -31,8 +32,8 @@ def _last_event_id() -> int:
         value = int(raw)
     except ValueError:
         fail(400, f"Last-Event-ID {raw!r} is not an event number")
-    if value < 0:
-        fail(400, "Last-Event-ID cannot be negative")
+    if not 0 <= value <= LARGEST_INTEGER:
+        fail(400, f"Last-Event-ID must be an event number from 0 to {LARGEST_INTEGER}")
     return value
 
 

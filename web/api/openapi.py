@@ -144,8 +144,8 @@ def openapi():
 
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<title>{{ doc.info.title }}</title><style>body{font-family:sans-serif;max-width:60em;
-margin:2em auto}code{background:#eee;padding:0 .2em}h2{font-size:1.1em}</style></head><body>
+<title>{{ doc.info.title }}</title>
+<link rel="stylesheet" href="{{ url_for('static', filename='api-docs.css') }}"></head><body>
 <h1>{{ doc.info.title }} {{ doc.info.version }}</h1><p>{{ doc.info.description }}
 The machine-readable document: <a href="openapi.json">openapi.json</a>.</p>
 {% for path, item in doc.paths.items() %}{% for method, o in item.items() %}

@@ -108,7 +108,11 @@ def _user(email: str) -> User:
 @click.option("--name", default="cli", show_default=True, help="a label to recognise it")
 def create_command(email: str, scopes: tuple[str, ...], name: str) -> None:
     """Make a token and print it (it is shown this once), and its webhook secret."""
-    token, record = create_token(_user(email).id, name, scopes)
+    user = _user(email)
+    if TRAIN in scopes and not user.is_admin:
+        raise click.UsageError(f"{email} is not an administrator: only administrators "
+                               "may have tokens with the train scope")
+    token, record = create_token(user.id, name, scopes)
     click.echo(token)
     click.echo(f"token {record.id} ({', '.join(record.scopes)}): store it now, it is "
                "not shown again", err=True)

@@ -26,7 +26,10 @@ def json_body() -> dict:
         return {}
     if not request.is_json:
         fail(415, "send the parameters as application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # the JSON decoder recurses once per level of nesting
+        fail(400, "the JSON body is nested too deeply")
     if not isinstance(body, dict):
         fail(400, "the body must be a JSON object")
     return body

@@ -1,46 +1,19 @@
 """Reading the images of a submission: how many, how large, and whether they are images.
 
-Checked by content with the decoder the workers use (`training.images.load_image`),
-never by file name or the declared type. All images are checked before any is stored.
+Each is checked by the web tier's one upload check (`web.uploads.check`, by content,
+from the header), never by file name or the declared type: 413 (too large), 415 (not an
+image) or 422 (empty, damaged). All images are checked before any is stored.
 """
 
 import hashlib
-from dataclasses import dataclass
 
 from flask import current_app, request
-from PIL import Image, UnidentifiedImageError
 
 from sieve.models import FILTER_THEN_CLASSIFY, PIPELINES
-from training.images import ImageError, load_image
 from web.api.errors import fail
+from web.uploads import Upload, UploadError, check, check_total
 
-BOMBS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
-
-
-@dataclass(frozen=True)
-class Upload:
-    """One checked image: its bytes, its real media type and the client's file name."""
-
-    data: bytes
-    content_type: str
-    filename: str
-
-
-def _check(data: bytes, filename: str) -> Upload:
-    """An Upload, or 413 (too large), 415 (not an image) or 422 (empty, damaged)."""
-    if not data:
-        fail(422, f"{filename or 'the image'} is empty")
-    try:
-        image = load_image(data)
-    except ImageError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, UnidentifiedImageError):
-            fail(415, f"{filename or 'the file'}: {exc}")
-        if isinstance(cause, BOMBS) or cause is None:  # no cause: over the pixel bound
-            fail(413, f"{filename or 'the image'}: {exc}")
-        fail(422, f"{filename or 'the image'}: {exc}")
-    content_type = Image.MIME.get(image.format or "", "application/octet-stream")
-    return Upload(data, content_type, filename)
+__all__ = ["Upload", "fingerprint", "read_uploads"]
 
 
 def read_uploads() -> tuple[list[Upload], str]:
@@ -64,7 +37,14 @@ def read_uploads() -> tuple[list[Upload], str]:
         data = file.stream.read(largest + 1)
         if len(data) > largest:
             fail(413, f"{file.filename or 'an image'} is larger than {largest} bytes")
-        uploads.append(_check(data, file.filename or ""))
+        try:
+            uploads.append(check(file.filename or "", data))
+        except UploadError as exc:
+            fail(exc.status, str(exc))
+    try:
+        check_total(uploads)
+    except UploadError as exc:
+        fail(exc.status, str(exc))
     return uploads, pipeline
 
 
