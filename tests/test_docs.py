@@ -3,6 +3,7 @@
 import ast
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -104,8 +105,8 @@ RULES = [
      "calls AWS (SageMaker, S3); tests/test_sagemaker_*.py run these against moto"),
     (r"celery -A workers (worker|flower)", HELP, "serves until stopped"),
     (r"flask --app web run", HELP, "serves until stopped; tests/test_make_run.py serves"),
-    (r"SECRET_KEY=\.\.\.", (r"SECRET_KEY=\.\.\.(.*?)gunicorn (.*)",
-                            r"SECRET_KEY=" + "s" * 40 + r"\1gunicorn --check-config \2"),
+    (r"SECRET_KEY=\.\.\.", (r"SECRET_KEY=\.\.\.(.*?)gunicorn (.*)", f"SECRET_KEY="
+                            f"{secrets.token_hex(32)}" r"\1gunicorn --check-config \2"),
      "gunicorn serves until stopped: --check-config loads the production app and exits; "
      "the reader's SECRET_KEY stands in for `...`"),
     (r"-m bench\.", HELP,

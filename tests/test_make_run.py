@@ -73,7 +73,7 @@ def test_make_run_serves_a_prediction_and_ctrl_c_stops_everything(run_env, tmp_p
         assert "epoch 1: train loss" in log  # the training's own progress reaches the user
         assert f"redis: started redis-server at {run_env['REDIS_URL']}" in log
         pids = [int(p) for p in re.findall(r"pid (\d+)", log)]
-        assert len(pids) == 4, log  # redis, serving worker, training worker, web
+        assert len(pids) == 5, log  # redis, serving, training and webhooks workers, web
 
         base = f"http://127.0.0.1:{run_env['FLASK_RUN_PORT']}"
         flask = [str(ROOT / ".venv/bin/flask"), "--app", "web"]
