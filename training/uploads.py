@@ -72,6 +72,8 @@ KINDS: dict[str, Rendering] = {r.name: r for r in (
 )}
 # Kinds that change the picture, not only its encoding: what training renders.
 TRAIN_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k != "plain")
+# Largest garment side of training renders (small: faster, and alike once at 28x28).
+TRAIN_SIDE = 84
 
 
 def _rng(seed: int, kind: str, index: int) -> np.random.Generator:
@@ -185,6 +187,16 @@ def render_canonical(images: torch.Tensor, kinds: Sequence[str], seed: int = 0,
         data = render(image[0], kinds[i % len(kinds)], seed, i, max_side)
         out[i] = canonical(data, prep)
     return torch.from_numpy(out)
+
+
+def training_renders(images: torch.Tensor, prep: Preprocessing, share: float,
+                     seed: int) -> torch.Tensor:
+    """The first `share` of `images` rendered as uploads of the training kinds, in turn, as
+    serving sees them. Only the Fashion-MNIST preset has renderings: others get none."""
+    count = int(len(images) * share)
+    if prep != FASHION_MNIST or count == 0:
+        return images[:0]
+    return render_canonical(images[:count], TRAIN_KINDS, seed, prep, max_side=TRAIN_SIDE)
 
 
 def evaluation_set(images: torch.Tensor, seed: int = 0, per_kind: int = 1000,
