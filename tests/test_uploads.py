@@ -65,7 +65,7 @@ def test_rendered_uploads_of_clothing_are_accepted_through_the_api(start_worker,
         sent += [(uploads.render(original, kind, seed=0, index=i), label) for kind in kinds]
     items = []
     for start in range(0, len(sent), 8):  # at most 10 images a request
-        answer = requests.post(f"{live_server.url}/api/v1/predictions", params={"wait": 60},
+        answer = requests.post(f"{live_server.url}/api/v1/predictions", params={"wait": 30},
                                headers=headers, timeout=120,
                                files=[("image", (f"{i}.img", data)) for i, (data, _) in
                                       enumerate(sent[start:start + 8])])
