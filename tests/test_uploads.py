@@ -1,6 +1,7 @@
 """The upload-shaped renderings: deterministic, decodable, and accepted end to end."""
 
 import io
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ import requests
 import torch
 from PIL import Image
 
-from training import uploads
+from training import filtering, uploads
+from training.data import Split
 from training.preprocess import load_image
 
 
@@ -78,3 +80,21 @@ def test_rendered_uploads_of_clothing_are_accepted_through_the_api(start_worker,
     assert accepted >= 0.8 * len(sent), states
     right = sum(p.get("label") == label for p, (_, label) in zip(items, sent, strict=True))
     assert right >= 0.6 * len(sent), [p.get("label") for p in items]
+
+
+def test_filter_outliers_are_rendered_like_its_clothing(fashion):
+    """The filter's outliers get the same share of upload renderings as its in-domain
+    images, so that a rendering says nothing about the label."""
+    small = replace(fashion, train=Split(fashion.train.images[:200], fashion.train.labels[:200]),
+                    val=Split(fashion.val.images[:80], fashion.val.labels[:80]))
+    data = filtering.filter_data(small, seed=0, per_kind=2, upload_share=0.25)
+    for split, plain, seed in ((data.train, 200, 0), (data.val, 80, 1)):
+        in_domain, outlier = split.images[split.labels == 1], split.images[split.labels == 0]
+        assert len(in_domain) == len(outlier) == plain + plain // 4
+        # The extra outliers are the first ones rendered as uploads and brought back,
+        # as the extra in-domain images are.
+        rendered = uploads.training_renders(outlier[:plain], fashion.preprocessing, 0.25, seed)
+        assert torch.equal(outlier[plain:], rendered)
+        assert not torch.equal(rendered, outlier[: plain // 4])
+    none = filtering.filter_data(small, seed=0, per_kind=2, upload_share=0.0)
+    assert (none.train.labels == 0).sum() == 200

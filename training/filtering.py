@@ -42,6 +42,13 @@ def _outliers(kinds, n: int, seed: int, prep: Preprocessing) -> torch.Tensor:
     return torch.from_numpy(np.stack(converted))
 
 
+def _negatives(n: int, seed: int, prep: Preprocessing, upload_share: float) -> torch.Tensor:
+    """n outliers of the training kinds plus the same share of them rendered as uploads,
+    exactly as the in-domain images are: the rendering itself tells the filter nothing."""
+    plain = _outliers(outliers.TRAIN_KINDS, n, seed, prep)
+    return torch.cat([plain, uploads.training_renders(plain, prep, upload_share, seed)])
+
+
 def _binary(in_domain: torch.Tensor, negatives: torch.Tensor) -> Split:
     """In-domain images labelled 1 followed by outliers labelled 0."""
     labels = torch.cat([torch.ones(len(in_domain)), torch.zeros(len(negatives))]).long()
@@ -60,9 +67,9 @@ def filter_data(data: DataSet, seed: int, ratio: float = 1.0, per_kind: int = 10
     val_in = torch.cat([data.val.images,
                         uploads.training_renders(data.val.images, prep, upload_share,
                                                  seed + 1)])
-    train_neg = _outliers(outliers.TRAIN_KINDS, max(1, int(len(train_in) * ratio)), seed,
-                          prep)
-    val_neg = _outliers(outliers.TRAIN_KINDS, len(val_in), seed + 1, prep)
+    train_neg = _negatives(max(1, int(len(data.train.images) * ratio)), seed, prep,
+                           upload_share)
+    val_neg = _negatives(len(data.val.images), seed + 1, prep, upload_share)
     return FilterData(
         train=_binary(train_in, train_neg),
         val=_binary(val_in, val_neg),

@@ -441,10 +441,35 @@ def _text_sheets() -> tuple[Image.Image, ...]:
     return tuple(sheets)
 
 
+def _text_lines(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Single lines of printed words uploaded as wide pictures (a caption, a label, a
+    screenshot of a sentence): trimmed and fitted, a line fills the width in a thin band."""
+    fonts = _font_files()
+    out = []
+    for _ in range(n):
+        font = _font(fonts[rng.integers(len(fonts))], int(rng.integers(9, 41)))
+        words = _random_text(rng, int(rng.integers(3, 31))).strip() or "x"
+        left, top, right, bottom = font.getbbox(words)
+        height = max(1, bottom - top)
+        pad = (rng.uniform(0, 3, 4) * height).astype(int) + 1
+        light = rng.random() < 0.8
+        paper = rng.uniform(200, 255) if light else rng.uniform(0, 60)
+        pen = rng.uniform(0, 80) if light else rng.uniform(170, 255)
+        image = Image.new("L", (right - left + pad[0] + pad[2], height + pad[1] + pad[3]),
+                          int(paper))
+        ImageDraw.Draw(image).text((pad[0] - left, pad[1] - top), words, fill=int(pen),
+                                   font=font)
+        out.append(np.asarray(image))
+    return _canonical(out)
+
+
 def _text(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Printed text: crops of rendered pages of random words and of a public-domain text image."""
+    """Printed text: crops of rendered pages of random words and of a public-domain text
+    image, and (a third) single lines of words uploaded on their own."""
     pages = [*_text_sheets(), _gray(_skimage("text.png"))]
-    return _crops(rng, pages, n, min_side=0.12, negative=0.25)
+    lines = n // 3
+    crops = _crops(rng, pages, n - lines, min_side=0.12, negative=0.25)
+    return _shuffled(rng, np.concatenate([crops, _text_lines(rng, lines)]))
 
 
 def _shuffled(rng: np.random.Generator, images: np.ndarray) -> np.ndarray:

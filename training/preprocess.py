@@ -109,9 +109,20 @@ def _canonical_gray(image: Image.Image, prep: Preprocessing) -> np.ndarray:
         # Stretch so that the background becomes black, as in the data set.
         levelled = (array.astype(np.float32) - background) * (255.0 / (255.0 - background))
         array = np.clip(levelled, 0, 255).astype(np.uint8)
+    array = _stretch(array)
     if not prep.trim:
         return _fit(Image.fromarray(array), prep.size)[None]
     return _frame(array, _object_box(array), prep.size)[None]
+
+
+def _stretch(array: np.ndarray) -> np.ndarray:
+    """Scale levels so that the object's brightest pixel is white, as in every data-set
+    image (a faint object: a tinted garment on a coloured background, a blurred picture).
+    A blank image (nothing above the trim threshold) stays as it is."""
+    top = int(array.max())
+    if top <= TRIM_THRESHOLD or top == 255:
+        return array
+    return np.clip(np.rint(array.astype(np.float32) * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
 def _object_box(array: np.ndarray) -> tuple[int, int, int, int]:
