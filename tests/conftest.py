@@ -54,9 +54,11 @@ def trained_store(tmp_path_factory, fashion):
     """A model store with a classifier and a filter, each trained briefly on a subset."""
     root = tmp_path_factory.mktemp("models")
     # Adam converges faster than the defaults' SGD on runs this short.
+    # A few upload-shaped test images per kind: the cards get their figures, quickly.
     _train(root, "--model", "classifier", "--subset", "10000", "--epochs", "2",
-           "--optimizer", "adam")
-    _train(root, "--model", "filter", "--subset", "8000", "--epochs", "2", "--optimizer", "adam")
+           "--optimizer", "adam", "--upload-tests", "30")
+    _train(root, "--model", "filter", "--subset", "8000", "--epochs", "2", "--optimizer", "adam",
+           "--upload-tests", "30")
     return ModelStore(root)
 
 

@@ -138,3 +138,43 @@ def test_to_tensor_normalises_batches_and_single_images():
     assert torch.allclose(to_tensor(batch).mean(), torch.tensor(0.0), atol=2.5)
     with pytest.raises(TypeError):
         to_tensor(batch.float())
+
+
+@pytest.mark.parametrize("resample", [Image.Resampling.NEAREST, Image.Resampling.BILINEAR,
+                                      Image.Resampling.BICUBIC])
+@pytest.mark.parametrize("side", [56, 84, 140, 200])
+def test_enlarged_dataset_image_maps_back_close_to_the_original(fashion_test_images,
+                                                                resample, side):
+    """A data-set image enlarged (2x to 7x) and uploaded as PNG comes back close to itself:
+    same place, same size, differing only by what the resampling blurred."""
+    originals = fashion_test_images[:100]
+    canonical = np.stack([preprocess_upload(Image.fromarray(a).resize((side, side), resample))
+                          for a in originals]).astype(np.float32)
+    difference = np.abs(canonical - originals).mean(axis=(1, 2))
+    # Shifting the original by one pixel differs by about 25 grey levels on average.
+    shifted = np.abs(np.roll(originals, 1, axis=2).astype(np.float32) - originals).mean()
+    bound = 7 if resample == Image.Resampling.NEAREST else 15
+    assert difference.mean() < bound < shifted
+    assert np.median(difference) < bound
+
+
+def preprocess_upload(image: Image.Image) -> np.ndarray:
+    """What serving makes of the image uploaded as a PNG file."""
+    return to_canonical(load_image(_png(image)))[0]
+
+
+def test_faint_upload_is_stretched_to_the_datasets_levels(fashion_test_images):
+    """A data-set image at a third of its contrast (a tinted garment on a dark coloured
+    background), enlarged, comes back with a white pixel and close to the original."""
+    originals = fashion_test_images[:50]
+    faint = [Image.fromarray((a // 3).astype(np.uint8)).resize((112, 112),
+                                                               Image.Resampling.NEAREST)
+             for a in originals]
+    canonical = np.stack([to_canonical(image)[0] for image in faint])
+    assert canonical.max(axis=(1, 2)).min() > 200  # the faint upload's brightest is 85
+    difference = np.abs(canonical.astype(np.float32) - originals).mean(axis=(1, 2))
+    # As close as the same enlargement at full contrast comes back (about 4.6 levels);
+    # left faint, it would differ by about 47.
+    assert difference.mean() < 7, difference.mean()
+    blank = to_canonical(Image.new("L", (64, 64), 5))
+    assert blank.max() <= 13  # nothing to stretch: a blank picture stays blank

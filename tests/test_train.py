@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from tests.images import png
-from training import evaluate, outliers, train
+from training import evaluate, outliers, train, uploads
 from training.data import CLASSES_FASHION
 from training.predict import Predictor
 
@@ -115,6 +115,27 @@ def test_evaluate_prints_metrics(trained_store, capsys):
     assert metrics["accuracy"] == pytest.approx(card["metrics"]["test_accuracy"], abs=1e-6)
     assert evaluate.cli(["--model-store", str(trained_store.root), "--model", "filter"]) == 0
     assert "held-out outliers: AUROC" in capsys.readouterr().out
+
+
+def test_evaluate_pipeline_reports_every_upload_kind(trained_store, capsys):
+    """`--model pipeline`: both served models, per upload kind, then the outlier report;
+    and the model cards carry per-kind figures of the upload-shaped test set."""
+    store = str(trained_store.root)
+    assert evaluate.cli(["--model-store", store, "--model", "pipeline", "--per-kind", "40",
+                         "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert list(metrics["uploads"]) == list(uploads.KINDS)
+    for row in metrics["uploads"].values():
+        assert row["images"] == 40
+        assert row["end_to_end_accuracy"] <= min(row["acceptance"], row["classifier_accuracy"])
+    assert set(outliers.HELD_OUT_KINDS) <= set(metrics["outliers"]["kinds"])
+    assert evaluate.cli(["--model-store", store, "--model", "pipeline", "--per-kind", "20"]) == 0
+    table = capsys.readouterr().out
+    assert all(f"  {kind} " in table for kind in uploads.KINDS)
+    assert "held-out outliers: AUROC" in table
+    filter_card, classifier_card = trained_store.card("filter"), trained_store.card("classifier")
+    assert set(filter_card["metrics"]["uploads"]) == set(uploads.KINDS)
+    assert set(classifier_card["metrics"]["uploads"]) == set(uploads.KINDS)
 
 
 def test_load_weights_resumes_and_refuses_what_does_not_fit(trained_store, tmp_path, caplog):

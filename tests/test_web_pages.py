@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from sieve.models import DONE, FILTERING, QUEUED
+from sieve.models import DONE, FILTERING, QUEUED, REJECTED
 from tests.fixtures_web import PASSWORD, csrf_token
 from tests.images import noise, truncated_png
 from training.images import MAX_PIXELS
@@ -229,3 +229,34 @@ def test_web_tier_never_imports_torch():
             "sys.exit('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
+
+
+def test_rejected_prediction_says_why_once_and_can_be_classified_anyway(app, web_client,
+                                                                        user):
+    """A rejected prediction's page gives one message with the score and the threshold, and
+    a one-click form that sends the same image to the classifier alone."""
+    prediction_id = upload(web_client, ("boot.png", IMAGE)).headers["Location"].rsplit("/")[-1]
+    db = app.extensions["sieve"].db
+    db.transition(prediction_id, FILTERING, (QUEUED,))
+    db.transition(prediction_id, REJECTED, (FILTERING,), filter_score=0.545,
+                  filter_threshold=0.746)
+    page = web_client.get(f"/predictions/{prediction_id}").get_data(as_text=True)
+    assert page.count("0.545") == 1 and page.count("0.746") == 1
+    assert page.count("Not classified") == 1 and "Filter:" not in page
+    assert "<script>" not in page.split('id="result"')[1] and "onclick" not in page
+    form = re.search(r'<form method="post" class="inline" id="classify-anyway"\s+'
+                     r'action="([^"]+)">', page)
+    assert form is not None
+    response = web_client.post(form.group(1), data={"csrf_token": csrf_token(page)})
+    assert response.status_code == 302
+    again = db.get_prediction(response.headers["Location"].rsplit("/", 1)[1])
+    assert again.id != prediction_id and again.pipeline == "classifier"
+    assert again.state == QUEUED and again.filename == "boot.png"
+    assert web_client.get(f"/predictions/{again.id}/image").data == IMAGE
+    assert app.extensions["sieve"].events.redis.llen("classify") == 1
+    # Without the form's token, or for a prediction that was not rejected: refused.
+    assert web_client.post(form.group(1)).status_code == 400
+    done_page = web_client.get(f"/predictions/{again.id}").get_data(as_text=True)
+    assert "classify-anyway" not in done_page
+    anyway = f"/predictions/{again.id}/classify-anyway"
+    assert web_client.post(anyway, data={"csrf_token": csrf_token(done_page)}).status_code == 409

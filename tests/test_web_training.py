@@ -64,6 +64,8 @@ def test_models_cards_plots_promote_and_rollback(store_app, trained_store):
     _login(client, "admin@example.com")
     models = client.get("/models").get_data(as_text=True)
     assert 'id="model-classifier"' in models and 'id="model-filter"' in models
+    # Each trained model's worst upload kind (training.uploads) is on the page.
+    assert models.count("uploads, worst kind:") == 2
     card = client.get("/models/classifier/v1").get_data(as_text=True)
     assert 'id="plot-curves"' in card and '"classes"' in card
     plot = client.get("/models/classifier/v1/curves.png")

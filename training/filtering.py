@@ -3,8 +3,11 @@
 The filter is a yes/no model: label 1 for images of the data set (in-domain), 0 for
 outliers. It trains on the outlier kinds in `outliers.TRAIN_KINDS`; the kinds in
 `outliers.HELD_OUT_KINDS` are never seen in training and measure how the filter does on
-outliers it has never met. The decision threshold is picked on the validation split so
-that a chosen share of in-domain images is accepted.
+outliers it has never met. In-domain images are the data set's own plus, for the
+Fashion-MNIST preset, a share of them rendered as uploads (`training.uploads`: enlarged,
+JPEG, dark on white, coloured, rotated, ...) and brought back by the serving path. The
+decision threshold is picked on validation images, plain and rendered alike, so that a
+chosen share of in-domain images is accepted.
 """
 
 from dataclasses import dataclass
@@ -13,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from training import outliers
+from training import outliers, uploads
 from training.data import DataSet, Split
 from training.metrics import auroc, threshold_for_acceptance
 from training.preprocess import Preprocessing, to_canonical
@@ -39,22 +42,37 @@ def _outliers(kinds, n: int, seed: int, prep: Preprocessing) -> torch.Tensor:
     return torch.from_numpy(np.stack(converted))
 
 
+def _negatives(n: int, seed: int, prep: Preprocessing, upload_share: float) -> torch.Tensor:
+    """n outliers of the training kinds plus the same share of them rendered as uploads,
+    exactly as the in-domain images are: the rendering itself tells the filter nothing."""
+    plain = _outliers(outliers.TRAIN_KINDS, n, seed, prep)
+    return torch.cat([plain, uploads.training_renders(plain, prep, upload_share, seed)])
+
+
 def _binary(in_domain: torch.Tensor, negatives: torch.Tensor) -> Split:
     """In-domain images labelled 1 followed by outliers labelled 0."""
     labels = torch.cat([torch.ones(len(in_domain)), torch.zeros(len(negatives))]).long()
     return Split(torch.cat([in_domain, negatives]), labels)
 
 
-def filter_data(data: DataSet, seed: int, ratio: float = 1.0,
-                per_kind: int = 1000) -> FilterData:
-    """Assemble train/val splits and the per-kind test outliers for a data set."""
+def filter_data(data: DataSet, seed: int, ratio: float = 1.0, per_kind: int = 1000,
+                upload_share: float = 0.25) -> FilterData:
+    """Assemble train/val splits and the per-kind test outliers for a data set.
+
+    `upload_share`: rendered uploads added per in-domain image, in training and validation.
+    """
     prep = data.preprocessing
-    n_train = max(1, int(len(data.train) * ratio))
-    train_neg = _outliers(outliers.TRAIN_KINDS, n_train, seed, prep)
-    val_neg = _outliers(outliers.TRAIN_KINDS, len(data.val), seed + 1, prep)
+    train_in = torch.cat([data.train.images,
+                          uploads.training_renders(data.train.images, prep, upload_share, seed)])
+    val_in = torch.cat([data.val.images,
+                        uploads.training_renders(data.val.images, prep, upload_share,
+                                                 seed + 1)])
+    train_neg = _negatives(max(1, int(len(data.train.images) * ratio)), seed, prep,
+                           upload_share)
+    val_neg = _negatives(len(data.val.images), seed + 1, prep, upload_share)
     return FilterData(
-        train=_binary(data.train.images, train_neg),
-        val=_binary(data.val.images, val_neg),
+        train=_binary(train_in, train_neg),
+        val=_binary(val_in, val_neg),
         test_in_domain=data.test.images,
         test_outliers=test_outliers(prep, seed, per_kind),
     )

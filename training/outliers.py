@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from training.outlier_charts import charts
+from training.outlier_sources import FONT_KINDS, PHOTOS, SCIENTIFIC, SOURCES, TEXTURES
 from training.preprocess import FASHION_MNIST, to_canonical
 
 log = logging.getLogger(__name__)
@@ -439,10 +441,35 @@ def _text_sheets() -> tuple[Image.Image, ...]:
     return tuple(sheets)
 
 
+def _text_lines(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Single lines of printed words uploaded as wide pictures (a caption, a label, a
+    screenshot of a sentence): trimmed and fitted, a line fills the width in a thin band."""
+    fonts = _font_files()
+    out = []
+    for _ in range(n):
+        font = _font(fonts[rng.integers(len(fonts))], int(rng.integers(9, 41)))
+        words = _random_text(rng, int(rng.integers(3, 31))).strip() or "x"
+        left, top, right, bottom = font.getbbox(words)
+        height = max(1, bottom - top)
+        pad = (rng.uniform(0, 3, 4) * height).astype(int) + 1
+        light = rng.random() < 0.8
+        paper = rng.uniform(200, 255) if light else rng.uniform(0, 60)
+        pen = rng.uniform(0, 80) if light else rng.uniform(170, 255)
+        image = Image.new("L", (right - left + pad[0] + pad[2], height + pad[1] + pad[3]),
+                          int(paper))
+        ImageDraw.Draw(image).text((pad[0] - left, pad[1] - top), words, fill=int(pen),
+                                   font=font)
+        out.append(np.asarray(image))
+    return _canonical(out)
+
+
 def _text(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Printed text: crops of rendered pages of random words and of a public-domain text image."""
+    """Printed text: crops of rendered pages of random words and of a public-domain text
+    image, and (a third) single lines of words uploaded on their own."""
     pages = [*_text_sheets(), _gray(_skimage("text.png"))]
-    return _crops(rng, pages, n, min_side=0.12, negative=0.25)
+    lines = n // 3
+    crops = _crops(rng, pages, n - lines, min_side=0.12, negative=0.25)
+    return _shuffled(rng, np.concatenate([crops, _text_lines(rng, lines)]))
 
 
 def _shuffled(rng: np.random.Generator, images: np.ndarray) -> np.ndarray:
@@ -534,23 +561,6 @@ def _crops(
     return _canonical(out)
 
 
-PHOTOS = (
-    "camera.png",
-    "chelsea.png",
-    "coffee.png",
-    "rocket.jpg",
-    "coins.png",
-    "clock_motion.png",
-)
-SCIENTIFIC = (
-    "cell.png",
-    "ihc.png",
-    "retina.jpg",
-    "microaneurysms.png",
-    "hubble_deep_field.jpg",
-    "phantom.png",
-)
-TEXTURES = ("brick.png", "grass.png", "gravel.png")
 
 
 def _photos(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -764,116 +774,20 @@ KINDS: dict[str, Kind] = {
     "faces": _faces,
     "sklearn_photos": _sklearn_photos,
     "patterns": _patterns,
+    "charts": charts,
 }
 # Held out: real handwriting (training only sees font digits made to look handwritten),
-# faces and a second source of photographs, and periodic patterns (no synthetic
-# training kind is periodic; bricks come closest). They measure generalisation only.
+# faces and a second source of photographs, periodic patterns (no synthetic training
+# kind is periodic; bricks come closest) and charts (plots, bars and pies, neither
+# glyphs nor digits). They measure generalisation only.
 HELD_OUT_KINDS: tuple[str, ...] = (
     "sklearn_digits",
     "faces",
     "sklearn_photos",
     "patterns",
+    "charts",
 )
 TRAIN_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k not in HELD_OUT_KINDS)
-
-FONT_KINDS = ("font_digits", "font_letters", "font_scripts", "font_symbols", "text")
-_NO_NOTICE = "no licence notice in the package (matplotlib issue #4930)"
-SOURCES: tuple[dict, ...] = (
-    {
-        "name": "DejaVu fonts",
-        "kinds": FONT_KINDS,
-        "origin": "matplotlib: mpl-data/fonts/ttf/DejaVu*.ttf",
-        "licence": "Bitstream Vera Fonts licence, DejaVu changes public domain, Arev glyphs "
-        "(c) Tavmjong Bah (mpl-data/fonts/ttf/LICENSE_DEJAVU)",
-    },
-    {
-        "name": "STIX fonts",
-        "kinds": FONT_KINDS,
-        "origin": "matplotlib: mpl-data/fonts/ttf/STIXGeneral*.ttf",
-        "licence": "SIL Open Font License 1.1 (mpl-data/fonts/ttf/LICENSE_STIX)",
-    },
-    {
-        "name": "Computer Modern (BaKoMa) fonts",
-        "kinds": FONT_KINDS,
-        "origin": "matplotlib: mpl-data/fonts/ttf/cm{r,b,ss,ti,tt,mi}10.ttf",
-        "licence": "BaKoMa Fonts Licence (matplotlib's LICENSE/LICENSE_BAKOMA)",
-    },
-    {
-        "name": "scikit-image photographs",
-        "kinds": ("photos",),
-        "origin": "scikit-image: skimage/data/" + ", ".join(PHOTOS),
-        "licence": "rocket, clock_motion: public domain; camera, chelsea, coffee: "
-        "CC0; coins: no known copyright restrictions (Brooklyn Museum)",
-    },
-    {
-        "name": "Portraits",
-        "kinds": ("faces",),
-        "origin": "scikit-image: skimage/data/astronaut.png; "
-        "matplotlib: mpl-data/sample_data/grace_hopper.jpg",
-        "licence": "public domain (NASA; U.S. Navy, matplotlib PR #1599)",
-    },
-    {
-        "name": "scikit-image scientific images",
-        "kinds": ("scientific",),
-        "origin": "scikit-image: skimage/data/" + ", ".join(SCIENTIFIC),
-        "licence": "cell, retina, microaneurysms: CC0; hubble_deep_field: public domain (NASA); "
-        "ihc: no known copyright restrictions; phantom: synthetic, BSD-3-Clause",
-    },
-    {
-        "name": "matplotlib sample scan and maps",
-        "kinds": ("scientific",),
-        "origin": "matplotlib: mpl-data/sample_data/s1045.ima.gz, jacksboro_fault_dem.npz, "
-        "topobathy.npz",
-        "licence": _NO_NOTICE + "; distributed with matplotlib",
-    },
-    {
-        "name": "CC0 Textures",
-        "kinds": ("textures",),
-        "origin": "scikit-image: skimage/data/" + ", ".join(TEXTURES),
-        "licence": "CC0 1.0",
-    },
-    {
-        "name": "Corner text image",
-        "kinds": ("text",),
-        "origin": "scikit-image: skimage/data/text.png",
-        "licence": "public domain (Wikipedia, File:Corner.png)",
-    },
-    {
-        "name": "Icons and logos",
-        "kinds": ("icons",),
-        "origin": "matplotlib: mpl-data/images/*_large.png, sample_data/logo2.png, "
-        "sample_data/Minduka_Present_Blue_Pack.png; scikit-image: skimage/data/logo.png, "
-        "horse.png",
-        "licence": "toolbar icons: Font Awesome 4 glyphs, SIL OFL 1.1 (matplotlib PR #5626); "
-        "logos: Matplotlib licence, BSD-3-Clause; horse: CC0; present: " + _NO_NOTICE,
-    },
-    {
-        "name": "UCI handwritten digits",
-        "kinds": ("sklearn_digits",),
-        "origin": "scikit-learn: sklearn.datasets.load_digits() (E. Alpaydin, C. Kaynak)",
-        "licence": "CC BY 4.0 (UCI Machine Learning Repository)",
-    },
-    {
-        "name": "LFW face subset",
-        "kinds": ("faces",),
-        "origin": "scikit-image: skimage/data/lfw_subset.npy",
-        "licence": "none stated (Labeled Faces in the Wild, news photographs); evaluation only",
-    },
-    {
-        "name": "scikit-learn sample photographs",
-        "kinds": ("sklearn_photos",),
-        "origin": "scikit-learn: sklearn/datasets/images/china.jpg, flower.jpg",
-        "licence": "CC BY 2.0, Flickr users danielbuechele and vultilion "
-        "(sklearn/datasets/images/README.txt)",
-    },
-    {
-        "name": "synthetic",
-        "kinds": ("scribbles", "shapes", "noise", "gradients", "constant", "patterns"),
-        "origin": "generated by training/outliers.py",
-        "licence": "the project's licence",
-    },
-)
-
 
 def sources() -> list[dict]:
     """Where every kind's images come from and under which licence (for docs and model cards)."""

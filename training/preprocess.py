@@ -13,6 +13,7 @@ passes through step 1 unchanged, so a data-set image gives the same tensor wheth
 comes from the data files, a PNG upload or an RGB copy of that PNG.
 """
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -108,18 +109,61 @@ def _canonical_gray(image: Image.Image, prep: Preprocessing) -> np.ndarray:
         # Stretch so that the background becomes black, as in the data set.
         levelled = (array.astype(np.float32) - background) * (255.0 / (255.0 - background))
         array = np.clip(levelled, 0, 255).astype(np.uint8)
-    if prep.trim:
-        array = _trim(array)
-    return _fit(Image.fromarray(array), prep.size)[None]
+    array = _stretch(array)
+    if not prep.trim:
+        return _fit(Image.fromarray(array), prep.size)[None]
+    return _frame(array, _object_box(array), prep.size)[None]
 
 
-def _trim(array: np.ndarray) -> np.ndarray:
-    """Crop to the pixels that stand out from the (black) background."""
-    rows = np.flatnonzero((array > TRIM_THRESHOLD).any(axis=1))
-    cols = np.flatnonzero((array > TRIM_THRESHOLD).any(axis=0))
-    if rows.size == 0 or cols.size == 0:
+def _stretch(array: np.ndarray) -> np.ndarray:
+    """Scale levels so that the object's brightest pixel is white, as in every data-set
+    image (a faint object: a tinted garment on a coloured background, a blurred picture).
+    A blank image (nothing above the trim threshold) stays as it is."""
+    top = int(array.max())
+    if top <= TRIM_THRESHOLD or top == 255:
         return array
-    return array[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return np.clip(np.rint(array.astype(np.float32) * (255.0 / top)), 0, 255).astype(np.uint8)
+
+
+def _object_box(array: np.ndarray) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the pixels that stand out from the black background."""
+    mask = array > TRIM_THRESHOLD
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0 or cols.size == 0:
+        return 0, 0, array.shape[1], array.shape[0]
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _frame(array: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """Scale the object in `box` so that its longest side fills `size`, laid out as the data set.
+
+    One resampling straight from the upload's pixels, with the object placed to a fraction
+    of a pixel: the data set's items fill the frame along their longest side, and their
+    shorter side, rounded to whole pixels, starts half a pixel late when the leftover
+    is odd. An enlarged data-set image therefore comes back close to the original.
+    """
+    left, top, right, bottom = box
+    side = max(right - left, bottom - top)
+    scale = size / side
+
+    def start(low: int, extent: int) -> float:
+        """Source coordinate of the canvas' first pixel along one axis."""
+        whole = min(size, max(1, round(extent * scale)))
+        offset = (size - whole + 1) // 2 + (whole - extent * scale) / 2
+        return low - offset / scale
+
+    x0, y0 = start(left, right - left), start(top, bottom - top)
+    # Black room (background) wherever the square window, with the filter's reach, leaves
+    # the image.
+    reach = math.ceil(3 * side / size) + 1
+    before_x, before_y = max(0, math.ceil(-x0) + reach), max(0, math.ceil(-y0) + reach)
+    after_x = max(0, math.ceil(x0 + side - array.shape[1]) + reach)
+    after_y = max(0, math.ceil(y0 + side - array.shape[0]) + reach)
+    padded = Image.fromarray(np.pad(array, ((before_y, after_y), (before_x, after_x))))
+    window = (x0 + before_x, y0 + before_y, x0 + before_x + side, y0 + before_y + side)
+    resized = padded.resize((size, size), Image.Resampling.LANCZOS, box=window)
+    return np.array(resized, dtype=np.uint8)
 
 
 def _fit(image: Image.Image, size: int) -> np.ndarray:
@@ -129,7 +173,7 @@ def _fit(image: Image.Image, size: int) -> np.ndarray:
     height = max(1, round(image.height * scale))
     resized = image.resize((width, height), Image.Resampling.LANCZOS)
     canvas = Image.new(image.mode, (size, size), 0)
-    canvas.paste(resized, ((size - width) // 2, (size - height) // 2))
+    canvas.paste(resized, ((size - width + 1) // 2, (size - height + 1) // 2))
     return np.array(canvas, dtype=np.uint8)
 
 

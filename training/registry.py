@@ -40,6 +40,18 @@ def headline(name: str, card: dict) -> tuple[str, float | None]:
     return key, (float(value) if value is not None else None)
 
 
+def worst_upload_kind(card: dict) -> dict | None:
+    """The upload kind (`training.uploads`) a version does worst on: the filter's lowest
+    acceptance, the classifier's lowest accuracy; None when the card has no such figures."""
+    rows = (card.get("metrics") or {}).get("uploads") or {}
+    figures = [(kind, metric, float(value)) for kind, row in rows.items()
+               for metric, value in row.items()]
+    if not figures:
+        return None
+    kind, metric, value = min(figures, key=lambda figure: figure[2])
+    return {"kind": kind, "metric": metric, "value": value}
+
+
 def list_models(store: Store | None = None) -> list[dict]:
     """Every model with its versions (headline metric, creation time), aliases and the
     version served: what `GET /api/v1/models` answers."""
@@ -59,6 +71,7 @@ def list_models(store: Store | None = None) -> list[dict]:
                 "version": version, "created": card.get("created"),
                 "aliases": sorted(a for a, v in aliases.items() if v == version),
                 "metric": metric, "value": value, "data": (card.get("data") or {}).get("name"),
+                "worst_upload_kind": worst_upload_kind(card),
             })
         answer.append({"name": name, "served": store.served(name), "aliases": aliases,
                        "versions": versions})

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import torch
 
-from training import checkpoint, engine, filtering, outliers, plots
+from training import checkpoint, engine, filtering, outliers, plots, uploads
 from training.cli import HelpFormatter
 from training.config import MODELS, OPTIMIZERS, ROOT, load_settings
 from training.data import DataError, DataSet, Split, load_dataset
 from training.metrics import confusion_matrix, per_class_accuracy
 from training.models import architecture, build_model, count_parameters
+from training.preprocess import FASHION_MNIST
 from training.store import StoreError, open_store
 
 log = logging.getLogger("training")
@@ -108,11 +109,19 @@ def get_args_parser() -> argparse.ArgumentParser:
     opt.add_argument("--load-weights", type=Path, default=None,
                      help="start from this checkpoint (a model.pt) to resume or fine-tune "
                           "(default: none, start from random weights)")
+    opt.add_argument("--upload-share", type=float, default=0.25,
+                     help="training images also rendered as uploads (enlarged, JPEG, dark "
+                          "on white, ...; Fashion-MNIST only), per data-set image; for the "
+                          "filter, validation images too, where its threshold is picked")
     filt = parser.add_argument_group("filter")
     filt.add_argument("--accept-rate", type=float, default=0.995,
                       help="share of in-domain validation images the threshold accepts")
     filt.add_argument("--outlier-ratio", type=float, default=1.0,
                       help="outliers per in-domain training image")
+    run_eval = parser.add_argument_group("test")
+    run_eval.add_argument("--upload-tests", type=int, default=300,
+                          help="test images rendered per upload kind for the model card "
+                               "(Fashion-MNIST; 0: none)")
     run = parser.add_argument_group("run")
     run.add_argument("--model-store", default=None,
                      help="where to publish (default: MODEL_STORE_URL, or var/models)")
@@ -203,10 +212,15 @@ def run_training(args: argparse.Namespace, data: DataSet, workdir: Path,
     is_filter = args.model == "filter"
     prep = data.preprocessing
     if is_filter:
-        fdata = filtering.filter_data(data, args.seed, args.outlier_ratio)
+        fdata = filtering.filter_data(data, args.seed, args.outlier_ratio,
+                                       upload_share=args.upload_share)
         train, val, classes = fdata.train, fdata.val, ["outlier", "in-domain"]
     else:
-        train, val, classes = data.train, data.val, data.classes
+        renders = uploads.training_renders(data.train.images, prep, args.upload_share,
+                                           args.seed)
+        train = Split(torch.cat([data.train.images, renders]),
+                      torch.cat([data.train.labels, data.train.labels[:len(renders)]]))
+        val, classes = data.val, data.classes
     arch = architecture(prep.channels, 1 if is_filter else len(classes), args.width)
     model = build_model(arch).to(args.device).to(memory_format=torch.channels_last)
     optimizer = _optimizer(args, model)
@@ -298,7 +312,20 @@ def _classifier_test(args, model, data: DataSet, workdir: Path) -> tuple[dict, l
     metrics = {"test_accuracy": result["accuracy"], "test_loss": result["loss"],
                "per_class_accuracy": per_class_accuracy(matrix, data.classes),
                "confusion_matrix": matrix}
+    labels = data.test.labels
+    for kind, (images, chosen) in _upload_tests(args, data.preprocessing, data.test.images).items():
+        probs = engine.predict(model, images, data.preprocessing, device=args.device)
+        accuracy = float((probs.argmax(1) == labels[chosen]).float().mean())
+        metrics.setdefault("uploads", {})[kind] = {"accuracy": accuracy}
+        log.info("  uploads %-14s accuracy %.4f", kind, accuracy)
     return metrics, [picture]
+
+
+def _upload_tests(args, prep, images) -> dict:
+    """The upload-shaped test set (Fashion-MNIST preset only): kind -> (images, slice)."""
+    if prep != FASHION_MNIST or args.upload_tests <= 0:
+        return {}
+    return uploads.evaluation_set(images, args.seed, args.upload_tests)
 
 
 def _filter_test(args, model, fdata, prep, workdir: Path) -> tuple[dict, list[Path]]:
@@ -323,6 +350,10 @@ def _filter_test(args, model, fdata, prep, workdir: Path) -> tuple[dict, list[Pa
         log.info("  %-22s %s rejected %6.2f%%  AUROC %.4f", kind,
                  "held out" if row["held_out"] else "trained ", 100 * row["rejection_rate"],
                  row["auroc"])
+    for kind, (images, _) in _upload_tests(args, prep, fdata.test_in_domain).items():
+        accepted = float((engine.predict(model, images, **prep_kw) >= threshold).float().mean())
+        metrics.setdefault("uploads", {})[kind] = {"acceptance": accepted}
+        log.info("  uploads %-14s accepted %6.2f%%", kind, 100 * accepted)
     return metrics, [picture]
 
 

@@ -37,6 +37,12 @@ class UploadForm(FlaskForm):
     submit = SubmitField("Classify")
 
 
+class ClassifyAnywayForm(FlaskForm):
+    """Send a rejected prediction's image again, to the classifier alone."""
+
+    submit = SubmitField("Classify it anyway")
+
+
 class SampleForm(FlaskForm):
     """Try one of the sample images."""
 

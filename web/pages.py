@@ -16,9 +16,9 @@ from flask import (
 )
 
 from sieve.database import LARGEST_INTEGER
-from sieve.models import describe
+from sieve.models import CLASSIFY_ONLY, describe
 from web.accounts import current_user, login_required
-from web.forms import SampleForm, UploadForm
+from web.forms import ClassifyAnywayForm, SampleForm, UploadForm
 from web.services import services
 from web.uploads import UploadError, check, check_total, send
 
@@ -95,7 +95,25 @@ def own_prediction(prediction_id: str):
 @login_required
 def prediction(prediction_id: str):
     """One prediction: its state (live), and its outcome once there is one."""
-    return render_template("prediction.html", p=own_prediction(prediction_id))
+    return render_template("prediction.html", p=own_prediction(prediction_id),
+                           anyway_form=ClassifyAnywayForm())
+
+
+@bp.route("/predictions/<prediction_id>/classify-anyway", methods=("POST",))
+@login_required
+def classify_anyway(prediction_id: str):
+    """Send a rejected prediction's image again, through the classifier alone."""
+    rejected = own_prediction(prediction_id)
+    if not ClassifyAnywayForm().validate_on_submit():
+        abort(400, "The form was not sent from the prediction's page.")
+    if rejected.state != "rejected":
+        abort(409, "Only a prediction the filter rejected can be classified anyway.")
+    found = services().db.user_image(prediction_id, current_user().id)
+    if found is None:
+        abort(404, "The image of this prediction is no longer stored.")
+    upload = check(rejected.filename or "the image", found[0])
+    prediction = send([upload], CLASSIFY_ONLY, current_user().id)[0]
+    return redirect(url_for("pages.prediction", prediction_id=prediction.id))
 
 
 @bp.route("/predictions/<prediction_id>/status")
