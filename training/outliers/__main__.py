@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Command-line options for previewing and timing the outlier set."""
-    parser = argparse.ArgumentParser(description=package.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.outliers", description=package.__doc__.splitlines()[0]
+    )
     parser.add_argument("--preview", metavar="PATH", help="write a PNG grid of samples per kind")
     parser.add_argument(
         "--n",
