@@ -13,11 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from bench.processes import wait_for
 from sieve import webhooks
-from sieve.processes import wait_for
 from training.config import ROOT
-from web.accounts import create_user
 from web.api.tokens import create_token
+from web.users import create_user
 
 LOOPBACK = "127.0.0.1"
 # The receiver of docs/api.md, whose verification the deliveries must pass too.

@@ -59,24 +59,24 @@ class Predictions(Store):
 
     def create_prediction(self, image: bytes, content_type: str, pipeline: str,
                           filename: str = "", user_id: int | None = None,
-                          request_id: str | None = None, broker_epoch: str | None = None
+                          request_id: str | None = None, redis_run_id: str | None = None
                           ) -> Prediction:
         """Store the image and a new prediction in state `queued`, with its first event,
         in one transaction."""
         return self.create_predictions([(image, content_type, filename)], pipeline, user_id,
-                                       request_id, broker_epoch)[0]
+                                       request_id, redis_run_id)[0]
 
     def create_predictions(self, uploads: list[tuple[bytes, str, str]], pipeline: str,
                            user_id: int | None = None, request_id: str | None = None,
-                           broker_epoch: str | None = None) -> list[Prediction]:
+                           redis_run_id: str | None = None) -> list[Prediction]:
         """Store (image, content type, file name) uploads and a new `queued` prediction for
         each, with its first event: all in one transaction, or none."""
         return self.create_submissions([(uploads, pipeline, user_id, request_id, None)],
-                                       broker_epoch)[0]
+                                       redis_run_id)[0]
 
     def create_submissions(self, submissions: list[tuple[list, str, int | None, str | None,
                                                          dict | None]],
-                           broker_epoch: str | None = None) -> list[list[Prediction]]:
+                           redis_run_id: str | None = None) -> list[list[Prediction]]:
         """`create_predictions` for several submissions, each (uploads, pipeline, user id,
         request id, webhook), in one transaction: the predictions of each, in order. A
         webhook is None or {"url", "events", "token_id"} (see sieve/webhooks.py)."""
@@ -97,7 +97,7 @@ class Predictions(Store):
                 predictions.append(Prediction(
                     id=uuid.uuid4().hex, image_key=key, pipeline=pipeline,
                     filename=filename[:255], user_id=user_id, state=QUEUED,
-                    request_id=request_id, broker_epoch=broker_epoch, created_at=now,
+                    request_id=request_id, redis_run_id=redis_run_id, created_at=now,
                     updated_at=now, webhook_url=hook.get("url"),
                     webhook_events=hook.get("events"), webhook_token_id=hook.get("token_id")))
             created.append(predictions)

@@ -29,17 +29,17 @@ class TrainingRuns(Store):
     """The training_runs table."""
 
     def create_training_run(self, model: str, params: dict, user_id: int | None = None,
-                            broker_epoch: str | None = None) -> TrainingRun:
+                            redis_run_id: str | None = None) -> TrainingRun:
         """A new training run in state `queued`."""
         now = utcnow()
         with self.writing() as connection:
             row = connection.execute(insert(RUNS).values(
                 id=uuid.uuid4().hex, model=model, params=params, user_id=user_id,
-                state=QUEUED, cancel_requested=False, log="", broker_epoch=broker_epoch,
+                state=QUEUED, cancel_requested=False, log="", redis_run_id=redis_run_id,
                 created_at=now, updated_at=now).returning(*RUNS.c)).one()
         return TrainingRun(**row._mapping)
 
-    def queued_runs_outside(self, broker_epoch: str, idle_for: float = 5.0
+    def queued_runs_outside(self, redis_run_id: str, idle_for: float = 5.0
                             ) -> list[TrainingRun]:
         """Queued training runs last sent to another Redis run (or never sent), untouched
         for `idle_for` seconds (one being submitted right now is left alone)."""
@@ -48,15 +48,15 @@ class TrainingRuns(Store):
             return list(s.scalars(
                 select(TrainingRun)
                 .where(TrainingRun.state == QUEUED, TrainingRun.updated_at < before,
-                       or_(TrainingRun.broker_epoch.is_(None),
-                           TrainingRun.broker_epoch != broker_epoch))
+                       or_(TrainingRun.redis_run_id.is_(None),
+                           TrainingRun.redis_run_id != redis_run_id))
                 .order_by(TrainingRun.created_at)))
 
-    def mark_training_run_sent(self, run_id: str, broker_epoch: str) -> None:
+    def mark_training_run_sent(self, run_id: str, redis_run_id: str) -> None:
         """Record which Redis (by run id) holds the training run's message."""
         with self.writing() as connection:
             connection.execute(update(RUNS).where(RUNS.c.id == run_id)
-                               .values(broker_epoch=broker_epoch))
+                               .values(redis_run_id=redis_run_id))
 
     def get_training_run(self, run_id: str) -> TrainingRun | None:
         """One training run by id, or None."""

@@ -49,11 +49,11 @@ class Transitions(Store):
         super().__init__(url)
         self._statements: dict[tuple, object] = {}  # see `_moving_one`
 
-    def mark_enqueued(self, prediction_id: str, broker_epoch: str) -> None:
+    def mark_enqueued(self, prediction_id: str, redis_run_id: str) -> None:
         """Record which Redis (by run id) holds the prediction's message."""
         with self.writing() as connection:
             connection.execute(update(PREDICTIONS).where(PREDICTIONS.c.id == prediction_id)
-                               .values(broker_epoch=broker_epoch))
+                               .values(redis_run_id=redis_run_id))
 
     def transition(self, prediction_id: str, state: str, allowed_from: Iterable[str],
                    **fields) -> dict | None:
@@ -139,7 +139,7 @@ class Transitions(Store):
                              .order_by(PredictionEvent.id))
             return [row.to_dict() for row in rows]
 
-    def unfinished_outside(self, broker_epoch: str, idle_for: float = 5.0,
+    def unfinished_outside(self, redis_run_id: str, idle_for: float = 5.0,
                            limit: int = 500) -> list[Prediction]:
         """Unfinished predictions last enqueued on another Redis run (or never enqueued).
 
@@ -151,7 +151,7 @@ class Transitions(Store):
             return list(s.scalars(
                 select(Prediction)
                 .where(Prediction.state.not_in(FINAL_STATES), Prediction.updated_at < before,
-                       or_(Prediction.broker_epoch.is_(None),
-                           Prediction.broker_epoch != broker_epoch))
+                       or_(Prediction.redis_run_id.is_(None),
+                           Prediction.redis_run_id != redis_run_id))
                 .order_by(Prediction.created_at).limit(limit)))
 
