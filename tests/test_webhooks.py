@@ -291,8 +291,7 @@ def test_a_receiver_that_never_answers_does_not_hold_up_predictions(hooked, know
 def hooked_db(sqlite_url):
     """(Database, Deliveries, a token's secret, make(url, events) -> prediction id): a new
     database whose predictions have webhooks, without any worker."""
-    from sieve.database import Database
-    from sieve.deliveries import Deliveries
+    from sieve.database import Database, Deliveries
     from sieve.migrate import upgrade
 
     upgrade(sqlite_url)
