@@ -46,6 +46,7 @@ from pathlib import Path
 import sqlalchemy
 
 from bench.pipeline import load_settings_store, test_images
+from bench.processes import S3Server, Worker, wait_for
 from bench.proxy import Proxy
 from bench.report import machine, print_table
 from bench.scratch import Scratch, scratch
@@ -55,7 +56,6 @@ from sieve.config import load_service_settings
 from sieve.database import Database
 from sieve.migrate import upgrade
 from sieve.models import FINAL_STATES
-from sieve.processes import S3Server, Worker, wait_for
 
 # Faster than the defaults (120 s, 15 s), so that a scenario takes a minute or two.
 FAULT_ENV = {"SIEVE_VISIBILITY_TIMEOUT": "10", "SIEVE_RECOVERY_INTERVAL": "2",

@@ -19,12 +19,12 @@ import sys
 import time
 
 from bench.pipeline import load_settings_store, test_images
+from bench.processes import Worker
 from bench.report import machine, print_table
 from bench.scratch import scratch
 from bench.service import Gunicorn, _token, service_env
 from bench.uploads import loss_rows, outcome, settle, upload
 from sieve.database import Database
-from sieve.processes import Worker
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,12 +29,12 @@ from dataclasses import replace
 
 import redis
 
+from bench.processes import Worker
 from bench.report import machine, print_table
 from bench.scratch import scratch
 from sieve.config import load_service_settings
 from sieve.database import Database
 from sieve.models import FINAL_STATES
-from sieve.processes import Worker
 from workers.celery_app import NOOP_FIRST, NOOP_SECOND, create_celery
 from workers.client import Submitter
 

@@ -27,7 +27,7 @@ import struct
 import threading
 from collections.abc import Callable
 
-from sieve.processes import free_port
+from bench.processes import free_port
 
 CHUNK = 64 * 1024
 

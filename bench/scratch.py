@@ -7,8 +7,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.processes import RedisServer
 from sieve.migrate import upgrade
-from sieve.processes import RedisServer
 
 
 @dataclass

@@ -37,10 +37,10 @@ from pathlib import Path
 import requests
 
 from bench.pipeline import _ms, forward_passes, load_settings_store, noop_chain, test_images
+from bench.processes import Worker, free_port, wait_for
 from bench.report import machine, print_table
 from bench.scratch import scratch
 from sieve.config import load_service_settings
-from sieve.processes import Worker, free_port, wait_for
 from training.config import ROOT
 from workers.celery_app import create_celery
 
@@ -185,8 +185,8 @@ def service_env(redis_url: str, database_url: str, store_url: str, **extra: str)
 def _token(database_url: str, redis_url: str) -> str:
     """A user and an API token made the way `flask tokens create` makes them."""
     from web import create_app
-    from web.accounts import create_user
     from web.api.tokens import create_token
+    from web.users import create_user
 
     app = create_app({"TESTING": True, "DATABASE_URL": database_url, "REDIS_URL": redis_url})
     with app.app_context():

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import requests
 from sqlalchemy import select
 
+from bench.processes import wait_for
 from sieve.database import Database
 from sieve.models import FINAL_STATES, Prediction
-from sieve.processes import wait_for
 
 TIMEOUT = 30  # seconds one request may take
 NO_ANSWER_PAUSE = 1.0  # seconds a client waits after a request that got no answer

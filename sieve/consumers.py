@@ -18,7 +18,6 @@ log = logging.getLogger(__name__)
 RECORD_INTERVAL = 10.0
 EXPIRES_AFTER = 3 * RECORD_INTERVAL
 CACHE_SECONDS = 3.0
-TRAINING_QUEUE = "training"
 NO_TRAINING_WORKER = ("no worker listens on the training queue, so a run stays queued "
                       "until one starts (start one with `celery -A workers worker -Q "
                       "training`; `make run` starts one)")

@@ -17,11 +17,11 @@ import redis
 from celery import Celery
 
 from sieve.config import load_service_settings
+from sieve.queues import TRAINING_QUEUE
 
 log = logging.getLogger(__name__)
 
 DEPLOY_TASK = "sieve.train.deploy"
-TRAINING_QUEUE = "training"
 
 
 def request_deployment(name: str, version: str) -> str | None:

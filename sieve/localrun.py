@@ -30,6 +30,7 @@ import redis
 from sieve import consumers
 from sieve.config import load_service_settings
 from sieve.localredis import answers, server_argv
+from sieve.queues import SERVING_QUEUES, TRAINING_QUEUE, WEBHOOKS_QUEUE
 from training.config import ROOT
 from training.store import StoreError, open_store
 
@@ -145,9 +146,9 @@ class LocalRun:
         """Stage 5: serving, training and webhooks workers; ready once each records its queues."""
         client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
         since = time.time()
-        workers = [("serving-worker", "filter,classify", "serving"),
-                   ("training-worker", "training", "training"),
-                   ("webhooks-worker", "webhooks", "webhooks")]
+        workers = [("serving-worker", ",".join(SERVING_QUEUES), "serving"),
+                   ("training-worker", TRAINING_QUEUE, "training"),
+                   ("webhooks-worker", WEBHOOKS_QUEUE, "webhooks")]
         started = [(self.start(name, [sys.executable, "-m", "celery", "-A", "workers",
                                       "worker", "-Q", queues, "-n", f"{node}@%h",
                                       "--loglevel", "INFO"]), queues)

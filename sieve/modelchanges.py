@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import redis
 
-from sieve.events import receive
+from sieve.pubsub import receive
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ QUEUED, FILTERING, CLASSIFYING = "queued", "filtering", "classifying"
 REJECTED, DONE, FAILED, CANCELLED = "rejected", "done", "failed", "cancelled"
 STATES = (QUEUED, FILTERING, CLASSIFYING, REJECTED, DONE, FAILED, CANCELLED)
 FINAL_STATES = frozenset({REJECTED, DONE, FAILED, CANCELLED})
+UNFINISHED = tuple(state for state in STATES if state not in FINAL_STATES)
 
 # What an image goes through: the filter then the classifier, or the classifier alone.
 FILTER_THEN_CLASSIFY, CLASSIFY_ONLY = "filter", "classifier"
@@ -118,7 +119,7 @@ class Prediction(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     # Redis run id current when the prediction was last enqueued: a different one means
     # Redis restarted since, and the message may be gone (see workers/recovery.py).
-    broker_epoch: Mapped[str | None] = mapped_column(String(64))
+    redis_run_id: Mapped[str | None] = mapped_column(String(64))
     # Where its state changes are posted (see sieve/webhooks.py): the URL, which events
     # (`final` or `all`), and the token whose secret signs them.
     webhook_url: Mapped[str | None] = mapped_column(Text)
@@ -244,7 +245,7 @@ class TrainingRun(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     # Redis run id current when the run was last sent (as on predictions): a queued run
     # sent to a Redis that has restarted since is sent again (see workers/runs.py).
-    broker_epoch: Mapped[str | None] = mapped_column(String(64))
+    redis_run_id: Mapped[str | None] = mapped_column(String(64))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -11,11 +11,12 @@ import pytest
 import redis
 import sqlalchemy
 
+from bench.processes import RedisServer, S3Server, Worker
 from sieve.config import load_service_settings
 from sieve.database import Database
 from sieve.migrate import upgrade
-from sieve.processes import RedisServer, S3Server, SeaweedFSServer, Worker
 from tests.images import noise, png
+from tests.seaweedfs import SeaweedFSServer
 from tests.stores import S3_ENV, S3_SERVERS, new_bucket, point_boto3_at
 from training import train
 from training.data import DataError, load_dataset

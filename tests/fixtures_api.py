@@ -9,8 +9,8 @@ import redis
 from werkzeug.serving import make_server
 
 from web import create_app
-from web.accounts import create_user
 from web.api.tokens import create_token
+from web.users import create_user
 
 
 @dataclass

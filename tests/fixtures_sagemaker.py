@@ -6,7 +6,7 @@ import uuid
 import boto3
 import pytest
 
-from sieve.processes import S3Server
+from bench.processes import S3Server
 from training.sagemaker.__main__ import main
 
 ROLE = "arn:aws:iam::123456789012:role/sieve-sagemaker"

@@ -13,7 +13,7 @@ import pytest
 import redis
 import requests
 
-from sieve.processes import free_port, terminate, wait_for
+from bench.processes import free_port, terminate, wait_for
 from training.config import ROOT
 from web import create_app
 

@@ -1,6 +1,6 @@
 """Health checks, the OpenAPI document and its page."""
 
-from sieve.processes import free_port
+from bench.processes import free_port
 
 
 def test_healthz_and_readyz(client):

@@ -108,7 +108,8 @@ def test_idempotency_key_replays_the_first_answer(database_url, make_api_app, ma
 def test_idempotency_key_in_progress_is_409(api_app, client, make_user):
     user = make_user()
     with api_app.app_context():
-        from web.api.uploads import Upload, fingerprint
+        from web.api.uploads import fingerprint
+        from web.uploads import Upload
         key_print = fingerprint([Upload(SHIRT, "image/png", "0.png")], "filter")
     Database(api_app.config["DATABASE_URL"]).claim_idempotency_key(user.id, "k", key_print)
     answer = client.post(PREDICTIONS, headers={**user.headers, "Idempotency-Key": "k"},
@@ -130,7 +131,7 @@ def test_backpressure_answers_503_with_retry_after(make_api_app, make_user):
 
 
 def test_unreachable_queue_answers_503(make_api_app, make_user):
-    from sieve.processes import free_port
+    from bench.processes import free_port
 
     app = make_api_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     answer = app.test_client().post(PREDICTIONS, headers=make_user(app).headers,
@@ -249,7 +250,7 @@ def test_submit_with_a_wrong_wait_stores_nothing(api_app, client, make_user):
 
 
 def test_unreachable_database_answers_503_with_retry_after(make_api_app, make_user):
-    from sieve.processes import free_port
+    from bench.processes import free_port
 
     app = make_api_app()
     user = make_user(app)

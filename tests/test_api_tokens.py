@@ -8,8 +8,8 @@ from sqlalchemy import update
 
 from sieve.database import Database
 from sieve.models import ApiToken
-from web.accounts import create_user
 from web.api.tokens import create_token, revoke_token
+from web.users import create_user
 
 PREDICTIONS = "/api/v1/predictions"
 

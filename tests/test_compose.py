@@ -19,7 +19,8 @@ import pytest
 import requests
 import yaml
 
-from sieve.processes import SeaweedFSServer, free_port, terminate, wait_for
+from bench.processes import free_port, terminate, wait_for
+from tests.seaweedfs import SeaweedFSServer
 from tests.stores import point_boto3_at
 from tests.test_repository import _pins
 from training.config import ROOT

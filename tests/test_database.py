@@ -80,7 +80,7 @@ def test_racing_transitions_have_one_winner(database):
 def test_unfinished_outside_finds_what_another_redis_run_held(database):
     old = database.create_prediction(b"x", "image/png", "filter").id
     database.mark_enqueued(old, "run-a")
-    database.create_prediction(b"x", "image/png", "filter", broker_epoch="run-b")
+    database.create_prediction(b"x", "image/png", "filter", redis_run_id="run-b")
     finished = database.create_prediction(b"x", "image/png", "classifier").id
     database.mark_enqueued(finished, "run-a")
     database.transition(finished, CANCELLED, (QUEUED,))

@@ -16,8 +16,8 @@ from PIL import Image
 from tests.fixtures_web import PASSWORD
 from training.config import ROOT
 from training.images import MAX_PIXELS, DamagedImage, inspect_image, load_image
-from web.accounts import create_user
 from web.uploads import check
+from web.users import create_user
 
 SIDE = (8000, 5000)  # 40 megapixels, the most one image may have
 

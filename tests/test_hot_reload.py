@@ -13,8 +13,8 @@ import threading
 import pytest
 import redis
 
+from bench.processes import wait_for
 from sieve.modelchanges import CHANNEL, read_reports
-from sieve.processes import wait_for
 from tests.fixtures_web import csrf_token
 from tests.stores import copy_version
 from training import registry

@@ -2,8 +2,8 @@
 
 import pytest
 
-from sieve.events import Events, Listener
-from sieve.processes import wait_for
+from bench.processes import wait_for
+from sieve.pubsub import Events, Listener
 
 
 @pytest.fixture

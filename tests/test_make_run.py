@@ -14,8 +14,8 @@ import pytest
 import redis
 import requests
 
+from bench.processes import free_port, wait_for
 from sieve import consumers
-from sieve.processes import free_port, wait_for
 from tests.images import png
 
 ROOT = Path(__file__).resolve().parent.parent

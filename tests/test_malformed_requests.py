@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from tests.fixtures_web import PASSWORD, SECRET_KEY, AuthActions
 from tests.images import noise
 from web import create_app
-from web.accounts import create_user
 from web.api.tokens import create_token
+from web.users import create_user
 
 HUGE = str(2**63)
 DEEP = "[" * 100_000 + "]" * 100_000

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from sieve.events import Events
+from bench.processes import wait_for
 from sieve.models import CANCELLED, CLASSIFYING, DONE, FAILED, FILTERING, QUEUED, REJECTED
-from sieve.processes import wait_for
+from sieve.pubsub import Events
 from tests.images import truncated_png
 from workers import pipeline
 from workers.serving import ServedModels

@@ -12,8 +12,9 @@ import uuid
 import pytest
 import redis
 
-from sieve.deployments import DEPLOY_TASK, TRAINING_QUEUE
-from sieve.processes import free_port, wait_for
+from bench.processes import free_port, wait_for
+from sieve.deployments import DEPLOY_TASK
+from sieve.queues import TRAINING_QUEUE
 from training import registry
 from training.store import CARD, MANIFEST, ModelStore
 

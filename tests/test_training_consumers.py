@@ -7,11 +7,11 @@ import sys
 
 import redis
 
+from bench.processes import wait_for
 from sieve import consumers
-from sieve.processes import wait_for
 from tests.fixtures_web import PASSWORD, csrf_token
 from training.config import ROOT
-from web.accounts import create_user
+from web.users import create_user
 
 RUNS = "/api/v1/training-runs"
 

@@ -5,8 +5,8 @@ workers.runs.submit_run, which the API calls. Every wait has a timeout."""
 import boto3
 import pytest
 
+from bench.processes import wait_for
 from sieve.models import CANCELLED, DONE, FAILED, RUNNING
-from sieve.processes import wait_for
 from tests.stores import copy_version
 from training import registry
 from training.store import ModelStore, open_store

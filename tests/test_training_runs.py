@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
+from bench.processes import wait_for
 from sieve.config import load_service_settings
 from sieve.database import Database
 from sieve.migrate import upgrade
 from sieve.models import CANCELLED, DONE, FAILED, QUEUED, RUNNING
-from sieve.processes import wait_for
 from training.store import ModelStore
 from workers import runs, trainer
 from workers.celery_app import create_celery
@@ -151,7 +151,7 @@ def test_a_queued_run_lost_in_a_redis_restart_is_sent_again(redis_server, celery
     assert queue.llen("training") == 0
     assert [r.id for r in runs.resend_lost_runs(celery_app, db, idle_for=0)] == [run.id]
     assert queue.llen("training") == 1
-    assert db.get_training_run(run.id).broker_epoch == queue.info("server")["run_id"]
+    assert db.get_training_run(run.id).redis_run_id == queue.info("server")["run_id"]
     assert runs.resend_lost_runs(celery_app, db, idle_for=0) == []  # sent once
     db.finish_training_run(run.id, CANCELLED, (QUEUED,))
     queue.delete("training")

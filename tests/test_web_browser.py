@@ -5,9 +5,9 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from bench.processes import wait_for
 from sieve.database import Database
 from sieve.models import FINAL_STATES
-from sieve.processes import wait_for
 from tests.fixtures_web import PASSWORD
 
 TIMEOUT = 60

@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from sieve.processes import free_port
+from bench.processes import free_port
 from tests.fixtures_web import SECRET_KEY, csrf_token, sign_up
 from training.config import ROOT
 from web import create_app

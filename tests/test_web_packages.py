@@ -90,8 +90,8 @@ def web_only_server(redis_server, sqlite_url, tmp_path):
 
 def test_the_web_tier_serves_and_enqueues_with_only_its_packages(web_only_server, sqlite_url):
     from web import create_app
-    from web.accounts import create_user
     from web.api.tokens import create_token
+    from web.users import create_user
 
     app = create_app({"TESTING": True, "SECRET_KEY": SECRET_KEY, "DATABASE_URL": sqlite_url})
     with app.app_context():

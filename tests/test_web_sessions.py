@@ -12,8 +12,8 @@ import requests
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
+from bench.processes import free_port, wait_for
 from sieve.migrate import upgrade
-from sieve.processes import free_port, wait_for
 from tests.fixtures_web import (
     PASSWORD,
     SECRET_KEY,

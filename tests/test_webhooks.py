@@ -13,11 +13,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from bench.processes import wait_for
 from sieve import webhooks
-from sieve.processes import wait_for
 from training.config import ROOT
-from web.accounts import create_user
 from web.api.tokens import create_token
+from web.users import create_user
 
 LOOPBACK = "127.0.0.1"
 # The receiver of docs/api.md, whose verification the deliveries must pass too.
@@ -291,8 +291,7 @@ def test_a_receiver_that_never_answers_does_not_hold_up_predictions(hooked, know
 def hooked_db(sqlite_url):
     """(Database, Deliveries, a token's secret, make(url, events) -> prediction id): a new
     database whose predictions have webhooks, without any worker."""
-    from sieve.database import Database
-    from sieve.deliveries import Deliveries
+    from sieve.database import Database, Deliveries
     from sieve.migrate import upgrade
 
     upgrade(sqlite_url)

@@ -16,10 +16,10 @@ import pytest
 import redis
 import requests
 
+from bench.processes import free_port, wait_for
 from sieve.config import load_service_settings
-from sieve.events import Events
 from sieve.models import DONE, FAILED, FILTERING, QUEUED, REJECTED
-from sieve.processes import free_port, wait_for
+from sieve.pubsub import Events
 from tests.images import large_png, truncated_png
 from training.config import ROOT
 from workers.celery_app import create_celery

@@ -14,19 +14,19 @@ csrf = CSRFProtect()
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: defaults and the environment, then `test_config`, then services."""
     from web import (
-        account,
-        accounts,
+        account_page,
         api,
         auth,
         errors,
-        events,
-        metrics,
+        event_stream,
         pages,
+        request_metrics,
         requestlog,
         security,
         services,
         settings,
-        training,
+        training_pages,
+        users,
     )
 
     app = Flask(__name__)
@@ -37,14 +37,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     requestlog.init_app(app)
     services.init_app(app)
-    metrics.init_app(app)
+    request_metrics.init_app(app)
     csrf.init_app(app)
-    accounts.init_app(app)
+    users.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
-    app.register_blueprint(account.bp)
-    app.register_blueprint(training.bp)
-    app.register_blueprint(events.bp)
+    app.register_blueprint(account_page.bp)
+    app.register_blueprint(training_pages.bp)
+    app.register_blueprint(event_stream.bp)
     api.init_app(app)
     csrf.exempt(api.bp)  # the API authenticates with bearer tokens, not cookies
     errors.init_app(app)

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 import click
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
-from web import accounts, throttle
+from web import throttle, users
 from web.forms import LoginForm, RegisterForm
 
 bp = Blueprint("auth", __name__, cli_group=None)
@@ -31,8 +31,8 @@ def register():
         if wait:
             return _locked("auth/register.html", form, wait)
         try:
-            user = accounts.create_user(form.email.data, form.password.data)
-        except accounts.DuplicateEmail:
+            user = users.create_user(form.email.data, form.password.data)
+        except users.DuplicateEmail:
             # Telling that an email has an account is the price of an open registration
             # without email verification; counted as a failed login, it is slowed down.
             wait = throttle.failed(form.email.data, address)
@@ -40,13 +40,13 @@ def register():
                 return _locked("auth/register.html", form, wait)
             form.email.errors.append("An account with this email exists already; log in "
                                      "instead.")
-        except accounts.InvalidEmail as exc:
+        except users.InvalidEmail as exc:
             form.email.errors.append(str(exc))
-        except accounts.WeakPassword as exc:
+        except users.WeakPassword as exc:
             form.password.errors.append(str(exc))
         else:
             log.info("user %s registered", user.id)
-            accounts.login(user)
+            users.login(user)
             flash("Welcome! Your account is ready.", "success")
             return redirect(url_for("pages.index"))
     status = 400 if form.is_submitted() else 200
@@ -64,7 +64,7 @@ def login():
     wait = throttle.locked_for(email, address)
     if wait:
         return _locked("auth/login.html", form, wait)
-    user = accounts.authenticate(email, form.password.data)
+    user = users.authenticate(email, form.password.data)
     if user is None:
         log.info("failed login")
         wait = throttle.failed(email, address)
@@ -73,7 +73,7 @@ def login():
         form.password.errors.append("Wrong email or password.")
         return render_template("auth/login.html", form=form), 401
     throttle.succeeded(email, address)
-    accounts.login(user)
+    users.login(user)
     log.info("user %s logged in", user.id)
     return redirect(_safe_next(request.args.get("next")))
 
@@ -88,7 +88,7 @@ def _locked(template: str, form, wait: int):
 @bp.route("/logout", methods=("POST",))
 def logout():
     """End the session (a POST with the CSRF token: a link cannot log anyone out)."""
-    accounts.logout()
+    users.logout()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
 
@@ -100,7 +100,7 @@ def logout():
 def create_user_command(email: str, admin: bool, password: str) -> None:
     """Create an account from the command line (the password is prompted for)."""
     try:
-        user = accounts.create_user(email, password, is_admin=admin)
-    except (accounts.AccountError, accounts.DuplicateEmail) as exc:
+        user = users.create_user(email, password, is_admin=admin)
+    except (users.AccountError, users.DuplicateEmail) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"created user {user.id} <{user.email}>{' (admin)' if admin else ''}")

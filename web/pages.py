@@ -17,10 +17,10 @@ from flask import (
 
 from sieve.database import LARGEST_INTEGER
 from sieve.models import CLASSIFY_ONLY, describe
-from web.accounts import current_user, login_required
 from web.forms import ClassifyAnywayForm, SampleForm, UploadForm
 from web.services import services
 from web.uploads import UploadError, check, check_total, send
+from web.users import current_user, login_required
 
 bp = Blueprint("pages", __name__)
 

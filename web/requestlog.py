@@ -15,7 +15,7 @@ import uuid
 
 from flask import Flask, g, request
 
-from web.accounts import current_user
+from web.users import current_user
 
 log = logging.getLogger("sieve.web.requests")
 

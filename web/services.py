@@ -13,7 +13,7 @@ from flask import Flask, current_app
 
 from sieve.config import ServiceSettings, load_service_settings
 from sieve.database import Database
-from sieve.events import Events, Listener
+from sieve.pubsub import Events, Listener
 from workers.celery_app import create_celery
 from workers.client import Submitter
 
@@ -22,7 +22,7 @@ OVERRIDABLE = {"DATABASE_URL": "database_url", "REDIS_URL": "redis_url",
 
 
 @dataclass
-class Services:
+class WebServices:
     """The web tier's connections; one per app."""
 
     settings: ServiceSettings
@@ -33,7 +33,7 @@ class Services:
     submitter: Submitter  # uploads of concurrent requests go to the queue together
 
 
-def init_app(app: Flask) -> Services:
+def init_app(app: Flask) -> WebServices:
     """Create the app's services from the environment and the app's configuration."""
     settings = load_service_settings()
     overrides = {field: app.config[key] for key, field in OVERRIDABLE.items()
@@ -44,7 +44,7 @@ def init_app(app: Flask) -> Services:
         overrides.setdefault("result_backend", app.config["REDIS_URL"])
     settings = replace(settings, **overrides)
     db, celery = Database(settings.database_url), create_celery(settings)
-    built = Services(settings=settings, db=db, celery=celery,
+    built = WebServices(settings=settings, db=db, celery=celery,
                      events=Events(settings.redis_url), listener=Listener(settings.redis_url),
                      submitter=Submitter(celery, db, most=settings.batch_max_size,
                                          max_wait=settings.batch_max_wait))
@@ -52,6 +52,6 @@ def init_app(app: Flask) -> Services:
     return built
 
 
-def services() -> Services:
+def services() -> WebServices:
     """The current app's services."""
     return current_app.extensions["sieve"]

@@ -150,7 +150,7 @@ def _store_and_send(celery: Celery, db: Database, submissions: list[Submission])
         created = db.create_submissions(
             [(s.uploads, s.pipeline, s.user_id, s.request_id, s.webhook)
              for s in submissions],
-            broker_epoch=epoch)
+            redis_run_id=epoch)
     except BaseException as exc:
         for submission in submissions:
             submission.settle(exc)

@@ -11,9 +11,9 @@
 
 import logging
 
-import redis
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+
+from sieve.queues import QueueDepth
 
 log = logging.getLogger(__name__)
 
@@ -37,32 +37,13 @@ def serving(name: str, version: str) -> None:
     SERVED.labels(name, version).set(1)
 
 
-class QueueDepth:
-    """Collector: LLEN of each queue in the broker, read when Prometheus scrapes."""
-
-    def __init__(self, broker_url: str, queues: list[str]):
-        self.client = redis.Redis.from_url(broker_url, socket_timeout=2)
-        self.queues = queues
-
-    def collect(self):
-        """One gauge sample per queue; none when Redis does not answer."""
-        family = GaugeMetricFamily("sieve_worker_queue_depth", "Messages waiting",
-                                   labels=["queue"])
-        try:
-            for queue in self.queues:
-                family.add_metric([queue], self.client.llen(queue))
-        except redis.RedisError as exc:
-            log.warning("queue depth not read: %s", exc)
-        yield family
-
-
 def serve(port: int, broker_url: str, queues: list[str], host: str = "127.0.0.1") -> None:
     """Start the /metrics endpoint on host:port (port 0: off); a port in use is logged,
     not fatal. The default host is this machine only: set SIEVE_WORKER_METRICS_HOST to
     an address of a private network to let a Prometheus elsewhere scrape it."""
     if not port:
         return
-    REGISTRY.register(QueueDepth(broker_url, queues))
+    REGISTRY.register(QueueDepth(broker_url, queues, "sieve_worker_queue_depth"))
     try:
         start_http_server(port, addr=host)
     except OSError as exc:

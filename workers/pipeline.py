@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from sieve.database import Database
-from sieve.events import Events
 from sieve.models import (
     CLASSIFY_ONLY,
     CLASSIFYING,
@@ -21,15 +20,15 @@ from sieve.models import (
     FINAL_STATES,
     QUEUED,
     REJECTED,
-    STATES,
+    UNFINISHED,
 )
+from sieve.pubsub import Events
 from training.preprocess import ImageError
 from workers import metrics
 from workers.serving import ModelUnavailable, ServedModels
 
 log = logging.getLogger(__name__)
 
-UNFINISHED = tuple(s for s in STATES if s not in FINAL_STATES)
 REJECTED_REASON = "the filter says this image is not like the images the classifier knows"
 
 

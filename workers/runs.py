@@ -29,6 +29,7 @@ from sieve import consumers
 from sieve.config import load_service_settings
 from sieve.database import Database
 from sieve.models import FAILED, QUEUED, TrainingRun
+from sieve.queues import TRAINING_QUEUE
 from training.cli import HelpFormatter
 from training.config import MODELS, OPTIMIZERS
 from workers.celery_app import TRAIN_TASK
@@ -148,7 +149,7 @@ def submit_run(celery: Celery, db: Database, params: dict,
     """
     clean = validate(params)
     epoch = broker_epoch(celery)
-    run = db.create_training_run(clean["model"], clean, user_id, broker_epoch=epoch)
+    run = db.create_training_run(clean["model"], clean, user_id, redis_run_id=epoch)
     try:
         celery.send_task(TRAIN_TASK, args=(run.id,))
     except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
@@ -163,7 +164,7 @@ def no_worker_warning(celery: Celery) -> str | None:
     """Why submitted runs would wait, when no worker listens on the training queue (read
     from Redis, at most every few seconds); None when one does or Redis cannot tell."""
     url = celery.conf.sieve.redis_url
-    count = consumers.cached_listening(_redis(url), url, consumers.TRAINING_QUEUE)
+    count = consumers.cached_listening(_redis(url), url, TRAINING_QUEUE)
     return consumers.NO_TRAINING_WORKER if count == 0 else None
 
 

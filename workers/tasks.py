@@ -21,7 +21,7 @@ from celery.signals import (
 )
 
 from sieve.database import Database
-from sieve.events import Events
+from sieve.pubsub import Events
 from workers import logcontext, metrics, pipeline  # noqa: F401 - logcontext tags log lines
 from workers.batching import MicroBatcher
 from workers.celery_app import (

@@ -20,6 +20,7 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 from sieve import consumers
 from sieve.database import Database
 from sieve.deployments import DEPLOY_TASK
+from sieve.queues import TRAINING_QUEUE
 from workers import trainer
 from workers.celery_app import TRAIN_TASK
 from workers.client import QueueUnavailable, _redis
@@ -28,7 +29,6 @@ from workers.runs import fail_stale_runs, resend_lost_runs
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600
-TRAINING_QUEUE = consumers.TRAINING_QUEUE
 
 _state: dict = {}
 _state_lock = threading.Lock()

@@ -25,8 +25,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 from sieve import webhooks
 from sieve.config import ServiceSettings
-from sieve.database import Database
-from sieve.deliveries import Deliveries
+from sieve.database import Database, Deliveries
 from sieve.models import iso, utcnow
 from workers.celery_app import WEBHOOK_TASK
 

@@ -1,6 +1,6 @@
 """A prediction's webhook and its deliveries, with every attempt (see sieve/webhooks.py)."""
 
-from sieve.deliveries import Deliveries
+from sieve.database import Deliveries
 from web.api import bp
 from web.api.predictions import owned_prediction
 from web.api.tokens import PREDICT, require_token

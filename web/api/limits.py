@@ -14,6 +14,7 @@ import time
 import redis
 from flask import current_app
 
+from sieve.queues import SERVING_QUEUES
 from web.api.errors import fail
 from web.services import services
 from workers.client import _redis
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day)s?\s*$")
-SERVING_QUEUES = ("filter", "classify")
 
 
 def parse_rate(text: str) -> tuple[int, int]:

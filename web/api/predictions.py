@@ -5,7 +5,7 @@ import time
 import sqlalchemy.exc
 from flask import Response, current_app, g, json, request, url_for
 
-from sieve.models import CANCELLED, FINAL_STATES, STATES, describe
+from sieve.models import CANCELLED, FINAL_STATES, STATES, UNFINISHED, describe
 from web.api import bp
 from web.api.errors import fail
 from web.api.limits import check_backpressure
@@ -15,7 +15,6 @@ from web.api.webhooks import read_webhook
 from web.services import services
 from workers.client import Announced, QueueUnavailable
 
-UNFINISHED = tuple(state for state in STATES if state not in FINAL_STATES)
 MOST_IDS = 100  # predictions named in one GET /predictions?id=...
 
 

@@ -13,7 +13,7 @@ from sieve.models import FILTER_THEN_CLASSIFY, PIPELINES
 from web.api.errors import fail
 from web.uploads import Upload, UploadError, check, check_total
 
-__all__ = ["Upload", "fingerprint", "read_uploads"]
+__all__ = ["fingerprint", "read_uploads"]
 
 
 def read_uploads() -> tuple[list[Upload], str]:

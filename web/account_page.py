@@ -7,10 +7,10 @@ from wtforms import BooleanField, PasswordField, StringField, SubmitField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 from sieve.database import LARGEST_INTEGER
-from web import accounts, throttle
-from web.accounts import current_user, login_required
+from web import throttle, users
 from web.api.tokens import PREDICT, TRAIN, create_token, revoke_token
 from web.services import services
+from web.users import current_user, login_required
 
 bp = Blueprint("account", __name__)
 
@@ -84,13 +84,13 @@ def password():
         wait = throttle.locked_for(user.email, address)
         if wait:
             form.current.errors.append(f"Too many failed attempts. Wait {wait} seconds.")
-        elif accounts.authenticate(user.email, form.current.data) is None:
+        elif users.authenticate(user.email, form.current.data) is None:
             throttle.failed(user.email, address)
             form.current.errors.append("That is not your current password.")
         else:
             try:
-                accounts.change_password(user, form.password.data)
-            except accounts.WeakPassword as exc:
+                users.change_password(user, form.password.data)
+            except users.WeakPassword as exc:
                 form.password.errors.append(str(exc))
             else:
                 flash("Password changed: your other sessions have ended.", "success")
@@ -104,7 +104,7 @@ def logout_everywhere():
     """End every session of the account, this one included."""
     if not EverywhereForm().validate_on_submit():
         abort(400, "The form expired: reload the page and try again.")
-    accounts.logout()
+    users.logout()
     flash("You are logged out on every device.", "info")
     return redirect(url_for("auth.login"))
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import insert, select, update
 
 from sieve import webhooks
-from sieve.database import Database
+from sieve.database.engine import Store
 from sieve.models import (
     ApiToken,
     Prediction,
@@ -32,7 +32,7 @@ TOKENS = ApiToken.__table__
 class Deliveries:
     """Webhook deliveries in a Sieve database."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Store):
         self.db = db
 
     def claim_due(self, lease: float, limit: int = 100) -> list[tuple[int, int]]:
@@ -41,19 +41,20 @@ class Deliveries:
         webhooks worker does not take it too, and comes back if its attempt is lost."""
         now = utcnow()
         claimed = []
-        with self.db.session() as s:
-            due = s.execute(select(DELIVERIES.c.id, DELIVERIES.c.attempts)
-                            .where(DELIVERIES.c.state == webhooks.PENDING,
-                                   DELIVERIES.c.next_attempt_at <= now)
-                            .order_by(DELIVERIES.c.next_attempt_at).limit(limit)).all()
+        with self.db.writing() as connection:
+            due = connection.execute(
+                select(DELIVERIES.c.id, DELIVERIES.c.attempts)
+                .where(DELIVERIES.c.state == webhooks.PENDING,
+                       DELIVERIES.c.next_attempt_at <= now)
+                .order_by(DELIVERIES.c.next_attempt_at).limit(limit)).all()
             for delivery_id, attempts in due:
-                if s.execute(update(DELIVERIES)
-                             .where(DELIVERIES.c.id == delivery_id,
-                                    DELIVERIES.c.state == webhooks.PENDING,
-                                    DELIVERIES.c.attempts == attempts,
-                                    DELIVERIES.c.next_attempt_at <= now)
-                             .values(next_attempt_at=now + timedelta(seconds=lease))
-                             ).rowcount:
+                if connection.execute(
+                        update(DELIVERIES)
+                        .where(DELIVERIES.c.id == delivery_id,
+                               DELIVERIES.c.state == webhooks.PENDING,
+                               DELIVERIES.c.attempts == attempts,
+                               DELIVERIES.c.next_attempt_at <= now)
+                        .values(next_attempt_at=now + timedelta(seconds=lease))).rowcount:
                     claimed.append((delivery_id, attempts))
         return claimed
 
@@ -83,13 +84,13 @@ class Deliveries:
         values = {"state": state, "attempts": number, "next_attempt_at": next_attempt_at}
         if state != webhooks.PENDING:
             values["finished_at"] = utcnow()
-        with self.db.session() as s:
-            if not s.execute(update(DELIVERIES)
-                             .where(DELIVERIES.c.id == delivery_id,
-                                    DELIVERIES.c.attempts == number - 1)
-                             .values(**values)).rowcount:
+        with self.db.writing() as connection:
+            if not connection.execute(
+                    update(DELIVERIES)
+                    .where(DELIVERIES.c.id == delivery_id, DELIVERIES.c.attempts == number - 1)
+                    .values(**values)).rowcount:
                 return False
-            s.execute(insert(ATTEMPTS).values(
+            connection.execute(insert(ATTEMPTS).values(
                 delivery_id=delivery_id, number=number, started_at=started_at,
                 seconds=seconds, outcome=outcome, status_code=status_code,
                 error=(error or None) and error[:255]))

@@ -20,7 +20,6 @@ import ipaddress
 import os
 import time
 
-import redis
 from flask import Flask, Response, abort, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,30 +30,12 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+
+from sieve.queues import QUEUES, QueueDepth
 
 REQUESTS = Counter("sieve_web_requests", "Requests answered", ["method", "endpoint", "status"])
 LATENCY = Histogram("sieve_web_request_seconds", "Request latency", ["endpoint"],
                     buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
-QUEUES = ("filter", "classify", "training")
-
-
-class QueueDepth:
-    """Collector: LLEN of each queue in the broker, when /metrics is read."""
-
-    def __init__(self, broker_url: str):
-        self.client = redis.Redis.from_url(broker_url, socket_timeout=2)
-
-    def collect(self):
-        """One sample per queue; none while Redis does not answer."""
-        family = GaugeMetricFamily("sieve_web_queue_depth", "Messages waiting",
-                                   labels=["queue"])
-        try:
-            for queue in QUEUES:
-                family.add_metric([queue], self.client.llen(queue))
-        except redis.RedisError:
-            pass
-        yield family
 
 
 def _start() -> None:
@@ -100,7 +81,8 @@ def init_app(app: Flask) -> None:
     app.before_request(_start)
     app.after_request(_finish)
     queues = CollectorRegistry()
-    queues.register(QueueDepth(app.extensions["sieve"].settings.broker_url))
+    queues.register(QueueDepth(app.extensions["sieve"].settings.broker_url, QUEUES,
+                               "sieve_web_queue_depth"))
 
     @app.get("/metrics")
     def metrics():

@@ -21,9 +21,9 @@ from wtforms.validators import NumberRange, Optional
 from sieve.models import QUEUED
 from training.registry import list_models, promote, rollback, show
 from training.store import NAME_PATTERN, PRODUCTION, StoreError
-from web.accounts import current_user, login_required
 from web.api.models import store, with_workers
 from web.services import services
+from web.users import current_user, login_required
 from workers.client import QueueUnavailable
 from workers.runs import (
     InvalidParameters,

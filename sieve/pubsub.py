@@ -102,10 +102,6 @@ class Events:
         pubsub.subscribe(*(channel(pid) for pid in prediction_ids))
         return pubsub
 
-    def broker_epoch(self) -> str:
-        """The run id of the Redis server: it changes each time Redis restarts."""
-        return self.redis.info("server")["run_id"]
-
 
 class Following:
     """The state changes of some predictions, as a `Listener` receives them."""

@@ -7,7 +7,7 @@ import pytest
 
 from tests.fixtures_web import PASSWORD, csrf_token
 from web import create_app
-from web.accounts import create_user
+from web.users import create_user
 
 
 @pytest.fixture

@@ -4,25 +4,25 @@ import pytest
 from passlib.hash import bcrypt
 
 from tests.fixtures_web import PASSWORD
-from web import accounts
+from web import users
 
 
 def test_passwords_are_hashed_with_argon2_and_verified():
     """A hash is argon2, never the password, and verifies only the right password."""
-    hashed = accounts.hash_password(PASSWORD)
+    hashed = users.hash_password(PASSWORD)
     assert hashed.startswith("$argon2") and PASSWORD not in hashed
-    assert accounts.PASSWORDS.verify(PASSWORD, hashed)
-    assert not accounts.PASSWORDS.verify("wrong " + PASSWORD, hashed)
+    assert users.PASSWORDS.verify(PASSWORD, hashed)
+    assert not users.PASSWORDS.verify("wrong " + PASSWORD, hashed)
 
 
 def test_create_user_and_authenticate(app):
     """A new account signs in with its password only; emails compare in any case."""
     with app.app_context():
-        user = accounts.create_user("Ada@Example.com ", PASSWORD)
+        user = users.create_user("Ada@Example.com ", PASSWORD)
         assert user.email == "ada@example.com" and user.password_hash.startswith("$argon2")
-        assert accounts.authenticate("ADA@example.com", PASSWORD).id == user.id
-        assert accounts.authenticate("ada@example.com", "not the password") is None
-        assert accounts.authenticate("nobody@example.com", PASSWORD) is None
+        assert users.authenticate("ADA@example.com", PASSWORD).id == user.id
+        assert users.authenticate("ada@example.com", "not the password") is None
+        assert users.authenticate("nobody@example.com", PASSWORD) is None
 
 
 def test_bcrypt_hash_is_upgraded_on_login(app):
@@ -31,10 +31,10 @@ def test_bcrypt_hash_is_upgraded_on_login(app):
         db = app.extensions["sieve"].db
         user = db.create_user("old@example.com", bcrypt.hash(PASSWORD))
         assert db.get_user(user.id).password_hash.startswith("$2")
-        assert accounts.authenticate("old@example.com", PASSWORD).id == user.id
+        assert users.authenticate("old@example.com", PASSWORD).id == user.id
         upgraded = db.get_user(user.id).password_hash
         assert upgraded.startswith("$argon2")
-        assert accounts.authenticate("old@example.com", PASSWORD).password_hash == upgraded
+        assert users.authenticate("old@example.com", PASSWORD).password_hash == upgraded
 
 
 def test_register_logs_in_and_logout_ends_the_session(web_client, auth):
@@ -126,6 +126,6 @@ def test_create_user_command(runner, app):
                                  "--password", PASSWORD])
     assert result.exit_code == 0 and "(admin)" in result.output
     with app.app_context():
-        assert accounts.authenticate("root@example.com", PASSWORD).is_admin
+        assert users.authenticate("root@example.com", PASSWORD).is_admin
     result = runner.invoke(args=["create-user", "x@example.com", "--password", "short"])
     assert result.exit_code != 0 and "at least 10" in result.output
