@@ -240,7 +240,7 @@ def _copy_models(source: str, target) -> None:
     """Publish the served filter and classifier of `source` in `target`, as v1."""
     import json
 
-    from training.store import CARD, MANIFEST, open_store
+    from sieve.store import CARD, MANIFEST, open_store
 
     for name in ("filter", "classifier"):
         folder = open_store(source).open(name)
@@ -271,7 +271,7 @@ def s3_outage(args, images, store_url) -> list[tuple]:
     """Cut S3 off while a training run publishes; then a new run publishes and serves."""
     import boto3
 
-    from training import registry
+    from sieve import registry
     from workers.celery_app import create_celery
     from workers.runs import get_run, submit_run
 
@@ -357,7 +357,7 @@ def _s3_store(url: str, endpoint: str, folder: Path):
     import boto3
     from botocore.config import Config
 
-    from training.s3store import S3Store
+    from sieve.store.s3 import S3Store
 
     client = boto3.client("s3", endpoint_url=endpoint, config=Config(
         s3={"addressing_style": "path"}), **_aws())

@@ -53,8 +53,8 @@ def forward_passes(store_url: str, images: list[bytes], repeats: int = 200) -> d
     """p50 of one-image forward passes of each model, and batched images per second."""
     import torch
 
+    from sieve.store import open_store
     from training.predict import Predictor
-    from training.store import open_store
 
     figures = {}
     for name in ("filter", "classifier"):
@@ -169,7 +169,7 @@ def batch_sizes(log: str) -> list[int]:
 
 def load_settings_store() -> str:
     """The model store the service is configured with."""
-    from training.config import load_settings
+    from sieve.config import load_settings
     return load_settings().model_store_url
 
 

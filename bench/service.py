@@ -39,9 +39,8 @@ import requests
 from bench.pipeline import _ms, forward_passes, load_settings_store, noop_chain, test_images
 from bench.report import machine, print_table
 from bench.scratch import scratch
-from sieve.config import load_service_settings
+from sieve.config import ROOT, load_service_settings
 from sieve.processes import Worker, free_port, wait_for
-from training.config import ROOT
 from workers.celery_app import create_celery
 
 FINAL = {"done", "rejected", "failed", "cancelled"}

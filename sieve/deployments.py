@@ -1,8 +1,8 @@
 """Automatic deployment to SageMaker: a change of a model's `production` version sends the
 deployment task to the training queue, when SIEVE_SAGEMAKER_AUTODEPLOY is on.
 
-The registry (training/registry.py) calls `request_deployment` after each promotion or
-rollback of `production`, whoever made it: `python -m training.registry`, the API, the
+The registry (sieve/registry.py) calls `request_deployment` after each promotion or
+rollback of `production`, whoever made it: `python -m sieve.registry`, the API, the
 models page or a training run with `promote`. A training worker (`celery -A workers worker
 -Q training`) runs the task: it deploys the versions the workers serve to the endpoint
 (training/sagemaker/release.py). The task is sent by name, so nothing here needs torch,

@@ -15,8 +15,7 @@ from urllib.parse import urlparse
 
 import redis
 
-from sieve.config import load_service_settings
-from training.config import ROOT
+from sieve.config import ROOT, load_service_settings
 
 
 def answers(url: str) -> bool:

@@ -28,10 +28,9 @@ from pathlib import Path
 import redis
 
 from sieve import consumers
-from sieve.config import load_service_settings
+from sieve.config import ROOT, load_service_settings
 from sieve.localredis import answers, server_argv
-from training.config import ROOT
-from training.store import StoreError, open_store
+from sieve.store import StoreError, open_store
 
 MODELS = ("classifier", "filter")
 STAGES = 6

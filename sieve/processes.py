@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from training.config import ROOT
+from sieve.config import ROOT
 
 
 def free_port() -> int:

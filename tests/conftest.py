@@ -15,12 +15,12 @@ from sieve.config import load_service_settings
 from sieve.database import Database
 from sieve.migrate import upgrade
 from sieve.processes import RedisServer, S3Server, SeaweedFSServer, Worker
+from sieve.store import ModelStore
 from tests.images import noise, png
 from tests.stores import S3_ENV, S3_SERVERS, new_bucket, point_boto3_at
 from training import train
 from training.data import DataError, load_dataset
 from training.predict import Predictor
-from training.store import ModelStore
 from workers.celery_app import create_celery
 
 pytest_plugins = ["tests.fixtures_web", "tests.fixtures_api", "tests.fixtures_sagemaker"]

@@ -13,8 +13,8 @@ import pytest
 import redis
 import requests
 
+from sieve.config import ROOT
 from sieve.processes import free_port, terminate, wait_for
-from training.config import ROOT
 from web import create_app
 
 PASSWORD = "correct horse battery"

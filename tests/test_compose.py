@@ -19,11 +19,11 @@ import pytest
 import requests
 import yaml
 
+from sieve.config import ROOT
 from sieve.processes import SeaweedFSServer, free_port, terminate, wait_for
+from sieve.store import open_store
 from tests.stores import point_boto3_at
 from tests.test_repository import _pins
-from training.config import ROOT
-from training.store import open_store
 from workers.celery_app import ROUTES
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -127,9 +127,10 @@ def test_compose_commands_match_the_code(compose):
     assert services["web"]["ports"] == [f"{port}:{port}"]
     assert services["flower"]["command"][:4] == ["celery", "-A", "workers", "flower"]
     assert services["flower"]["ports"] == ["5555:5555"]
-    for module in ("sieve.migrate", "training.store", "training.train"):
+    for module in ("sieve.migrate", "sieve.store", "training.train"):
         assert f"python -m {module}" in " ".join(services["setup"]["command"])
-        assert (ROOT / (module.replace(".", "/") + ".py")).exists()
+        path = ROOT / module.replace(".", "/")  # a module, or a package with __main__
+        assert path.with_suffix(".py").exists() or (path / "__main__.py").exists()
 
 
 def test_flower_cannot_start_without_its_password(compose):

@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from training.config import FASHION_MNIST_URL, Settings
+from sieve.config import FASHION_MNIST_URL, Settings
 from training.data import (
     CLASSES_FASHION,
     FASHION_SHA256,

@@ -186,10 +186,10 @@ def plan(command: str) -> tuple[str | None, str, int]:
 @pytest.fixture
 def sandbox(tmp_path, redis_server, trained_store):
     """The environment the docs' commands run in (see the comment above RULES)."""
+    from sieve import registry
     from sieve.migrate import upgrade
+    from sieve.store import ModelStore
     from tests.stores import copy_version
-    from training import registry
-    from training.store import ModelStore
 
     store = ModelStore(tmp_path / "models")
     for name in ("classifier", "filter"):
@@ -359,4 +359,4 @@ def test_a_new_command_is_run_as_written_and_the_rules_rewrite_the_rest():
     assert plan("make run")[0] == "make -n run"
     assert plan(".venv/bin/celery -A workers worker -Q training")[0].endswith(" --help")
     assert plan("python -m workers.runs status RUN_ID")[0] is None
-    assert plan("python -m training.registry promote classifier v3")[0].endswith(" v2")
+    assert plan("python -m sieve.registry promote classifier v3")[0].endswith(" v2")

@@ -12,10 +12,10 @@ import uuid
 import pytest
 import redis
 
+from sieve import registry
 from sieve.deployments import DEPLOY_TASK, TRAINING_QUEUE
 from sieve.processes import free_port, wait_for
-from training import registry
-from training.store import CARD, MANIFEST, ModelStore
+from sieve.store import CARD, MANIFEST, ModelStore
 
 
 @pytest.fixture

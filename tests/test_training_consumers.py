@@ -8,9 +8,9 @@ import sys
 import redis
 
 from sieve import consumers
+from sieve.config import ROOT
 from sieve.processes import wait_for
 from tests.fixtures_web import PASSWORD, csrf_token
-from training.config import ROOT
 from web.accounts import create_user
 
 RUNS = "/api/v1/training-runs"

@@ -5,11 +5,11 @@ workers.runs.submit_run, which the API calls. Every wait has a timeout."""
 import boto3
 import pytest
 
+from sieve import registry
 from sieve.models import CANCELLED, DONE, FAILED, RUNNING
 from sieve.processes import wait_for
+from sieve.store import ModelStore, open_store
 from tests.stores import copy_version
-from training import registry
-from training.store import ModelStore, open_store
 from workers.client import submit
 from workers.runs import cancel_run, get_run, submit_run
 

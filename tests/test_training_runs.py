@@ -8,12 +8,13 @@ from dataclasses import replace
 
 import pytest
 
+from sieve import redisconn
 from sieve.config import load_service_settings
 from sieve.database import Database
 from sieve.migrate import upgrade
 from sieve.models import CANCELLED, DONE, FAILED, QUEUED, RUNNING
 from sieve.processes import wait_for
-from training.store import ModelStore
+from sieve.store import ModelStore
 from workers import runs, trainer
 from workers.celery_app import create_celery
 
@@ -92,7 +93,7 @@ def _execute(celery, db, store, params):
 def test_a_run_reports_progress_logs_and_publishes(service, fashion):
     celery, db, store = service
     events = celery.conf.sieve.redis_url
-    subscription = runs._redis(events).pubsub(ignore_subscribe_messages=True)
+    subscription = redisconn.connect(events).pubsub(ignore_subscribe_messages=True)
     subscription.psubscribe("sieve:training-runs:*")
     state, run = _execute(celery, db, store, QUICK)
     assert state == DONE, run.reason

@@ -12,9 +12,9 @@ import time
 import pytest
 import requests
 
+from sieve.config import ROOT
 from sieve.processes import free_port
 from tests.fixtures_web import SECRET_KEY, csrf_token, sign_up
-from training.config import ROOT
 from web import create_app
 
 PAGES = ["/", "/history", "/account", "/models", "/login", "/register", "/api/v1/docs"]

@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from sieve import webhooks
+from sieve.config import ROOT
 from sieve.processes import wait_for
-from training.config import ROOT
 from web.accounts import create_user
 from web.api.tokens import create_token
 

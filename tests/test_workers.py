@@ -16,12 +16,11 @@ import pytest
 import redis
 import requests
 
-from sieve.config import load_service_settings
+from sieve.config import ROOT, load_service_settings
 from sieve.events import Events
 from sieve.models import DONE, FAILED, FILTERING, QUEUED, REJECTED
 from sieve.processes import free_port, wait_for
 from tests.images import large_png, truncated_png
-from training.config import ROOT
 from workers.celery_app import create_celery
 from workers.client import QueueUnavailable, Submitter, send, submit, submit_many
 

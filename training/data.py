@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from training.config import Settings, load_settings
+from sieve.config import Settings, load_settings
 from training.preprocess import (
     FASHION_MNIST,
     ImageError,

@@ -25,14 +25,14 @@ from pathlib import Path
 
 import torch
 
+from sieve.cli import HelpFormatter
+from sieve.config import MODELS, OPTIMIZERS, ROOT, load_settings
+from sieve.store import StoreError, open_store
 from training import checkpoint, engine, filtering, outliers, plots, uploads
-from training.cli import HelpFormatter
-from training.config import MODELS, OPTIMIZERS, ROOT, load_settings
 from training.data import DataError, DataSet, Split, load_dataset
 from training.metrics import confusion_matrix, per_class_accuracy
 from training.models import architecture, build_model, count_parameters
 from training.preprocess import FASHION_MNIST
-from training.store import StoreError, open_store
 
 log = logging.getLogger("training")
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from flask import Flask
 
+from sieve.config import ROOT, load_settings
 from sieve.config import _float as _number
-from training.config import ROOT, load_settings
 
 log = logging.getLogger(__name__)
 

@@ -25,14 +25,13 @@ import kombu.exceptions
 import redis
 from celery import Celery
 
-from sieve import consumers
-from sieve.config import load_service_settings
+from sieve import consumers, redisconn
+from sieve.cli import HelpFormatter
+from sieve.config import MODELS, OPTIMIZERS, load_service_settings
 from sieve.database import Database
 from sieve.models import FAILED, QUEUED, TrainingRun
-from training.cli import HelpFormatter
-from training.config import MODELS, OPTIMIZERS
 from workers.celery_app import TRAIN_TASK
-from workers.client import QueueUnavailable, _redis, broker_epoch
+from workers.client import QueueUnavailable, broker_epoch
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +125,7 @@ def publish(redis_url: str, run_id: str, message: dict) -> bool:
     """Send a message on the run's channel; False when Redis is unreachable (pages then
     fall back to polling the record)."""
     try:
-        _redis(redis_url).publish(channel(run_id), json.dumps({"id": run_id, **message}))
+        redisconn.connect(redis_url).publish(channel(run_id), json.dumps({"id": run_id, **message}))
     except redis.RedisError as exc:
         log.warning("training run %s: event not published: %s", run_id, exc)
         return False
@@ -163,7 +162,7 @@ def no_worker_warning(celery: Celery) -> str | None:
     """Why submitted runs would wait, when no worker listens on the training queue (read
     from Redis, at most every few seconds); None when one does or Redis cannot tell."""
     url = celery.conf.sieve.redis_url
-    count = consumers.cached_listening(_redis(url), url, consumers.TRAINING_QUEUE)
+    count = consumers.cached_listening(redisconn.connect(url), url, consumers.TRAINING_QUEUE)
     return consumers.NO_TRAINING_WORKER if count == 0 else None
 
 
@@ -222,7 +221,7 @@ def cancel_run(celery: Celery, db: Database, run_id: str) -> TrainingRun | None:
     redis_url = celery.conf.sieve.redis_url
     if not run.final:
         try:
-            _redis(redis_url).set(cancel_key(run_id), "1", ex=7 * 24 * 3600)
+            redisconn.connect(redis_url).set(cancel_key(run_id), "1", ex=7 * 24 * 3600)
         except redis.RedisError as exc:
             # The worker also sees cancel_requested at its next heartbeat.
             log.warning("training run %s: cancel flag not set on Redis: %s", run_id, exc)

@@ -4,7 +4,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from training.config import load_settings
+from sieve.config import load_settings
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
