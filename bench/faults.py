@@ -40,7 +40,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy
@@ -51,7 +51,7 @@ from bench.report import machine, print_table
 from bench.scratch import Scratch, scratch
 from bench.service import Gunicorn, _token, service_env
 from bench.uploads import BACKPRESSURE, Tally, loss_rows, outcome, settle, upload
-from sieve.config import load_service_settings
+from sieve.config import get_settings
 from sieve.database import Database
 from sieve.migrate import upgrade
 from sieve.models import FINAL_STATES
@@ -296,7 +296,7 @@ def s3_outage(args, images, store_url) -> list[tuple]:
                 svc.worker("serve")
                 svc.worker("trainer", queues="training")
                 db = Database(run.database_url)
-                settings = replace(load_service_settings(), redis_url=run.redis.url,
+                settings = get_settings().replace(redis_url=run.redis.url,
                                    broker_url=run.redis.url, result_backend=run.redis.url,
                                    database_url=run.database_url)
                 celery = create_celery(settings)

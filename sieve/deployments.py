@@ -16,7 +16,7 @@ import kombu.exceptions
 import redis
 from celery import Celery
 
-from sieve.config import load_service_settings
+from sieve.config import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ TRAINING_QUEUE = "training"
 def request_deployment(name: str, version: str) -> str | None:
     """Send the deployment task for `name` `version`, now in production; the task's id, or
     None when automatic deployment is off or the broker did not take the message."""
-    settings = load_service_settings()
+    settings = get_settings()
     if not settings.sagemaker_autodeploy:
         return None
     app = Celery("sieve", broker=settings.broker_url, set_as_current=False)

@@ -23,6 +23,7 @@ from sieve.config import ROOT
 from sieve.processes import SeaweedFSServer, free_port, terminate, wait_for
 from sieve.store import open_store
 from tests.stores import point_boto3_at
+from tests.test_docs import settings_object_names
 from tests.test_repository import _pins
 from workers.celery_app import ROUTES
 
@@ -92,8 +93,9 @@ def test_compose_services_match_the_dockerfile_targets(compose):
 
 
 def _names_in_code() -> set[str]:
-    """Every upper-case quoted name in the code: the settings it can read."""
-    names = set()
+    """Every upper-case quoted name in the code, and the variables the settings object
+    reads: the settings it can read."""
+    names = settings_object_names()
     for package in CODE:
         for path in (ROOT / package).rglob("*.py"):
             names |= set(re.findall(r"[\"']([A-Z][A-Z0-9_]{2,})[\"']", path.read_text()))

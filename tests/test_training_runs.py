@@ -4,12 +4,11 @@ run executed in this process (progress, log, publish, cancel)."""
 import json
 import threading
 import time
-from dataclasses import replace
 
 import pytest
 
 from sieve import redisconn
-from sieve.config import load_service_settings
+from sieve.config import get_settings
 from sieve.database import Database
 from sieve.migrate import upgrade
 from sieve.models import CANCELLED, DONE, FAILED, QUEUED, RUNNING
@@ -74,7 +73,7 @@ def test_run_record_changes_are_conditional(database_url):
 def service(redis_server, sqlite_url, tmp_path):
     """A database, Redis and a local model store, configured as a worker would be."""
     upgrade(sqlite_url)
-    settings = replace(load_service_settings(), redis_url=redis_server.url,
+    settings = get_settings().replace(redis_url=redis_server.url,
                        broker_url=redis_server.url, result_backend=redis_server.url,
                        database_url=sqlite_url)
     db = Database(sqlite_url)

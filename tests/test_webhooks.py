@@ -312,11 +312,10 @@ def hooked_db(sqlite_url):
 
 
 def _settings(**changes):
-    from dataclasses import replace
 
-    from sieve.config import load_service_settings
+    from sieve.config import get_settings
 
-    return replace(load_service_settings(), **{"webhook_allow_hosts": (LOOPBACK,),
+    return get_settings().replace(**{"webhook_allow_hosts": (LOOPBACK,),
                                                 "webhook_timeout": 5.0, **changes})
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sieve.config import Settings, load_settings
+from sieve.config import Settings, get_settings
 from training.preprocess import (
     FASHION_MNIST,
     ImageError,
@@ -115,7 +115,7 @@ def load_dataset(
 
     `val_size` and `seed` apply to Fashion-MNIST only; `image_size` to image folders only.
     """
-    settings = settings or load_settings()
+    settings = settings or get_settings()
     if data_dir is not None:
         folder = Path(data_dir)
         if _has_fashion_files(folder):
@@ -148,7 +148,7 @@ def load_fashion_mnist(
     content; None skips verification.
     """
     if directory is None:
-        settings = settings or load_settings()
+        settings = settings or get_settings()
         directory = _fashion_folder(settings, url or settings.data_url, download, checksums)
     arrays, hashes = {}, []
     for name in FASHION_SHA256:

@@ -14,7 +14,6 @@ SM_CHANNEL_TRAINING and the model goes to SM_MODEL_DIR; see docs/deployment.md.
 
 import argparse
 import logging
-import os
 import shlex
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 from sieve.cli import HelpFormatter
-from sieve.config import MODELS, OPTIMIZERS, ROOT, load_settings
+from sieve.config import MODELS, OPTIMIZERS, ROOT, get_settings
 from sieve.store import StoreError, open_store
 from training import checkpoint, engine, filtering, outliers, plots, uploads
 from training.data import DataError, DataSet, Split, load_dataset
@@ -160,7 +159,7 @@ def main(args: argparse.Namespace, progress: Progress | None = None) -> int:
         raise TrainError("nothing to do: pass --train (and --download-data to fetch the data)")
     progress = progress or Progress()
     _fill_defaults(args)
-    settings = load_settings()
+    settings = get_settings()
     progress.stage("loading data")
     data = load_dataset(args.data_dir, args.data_url, download=args.download_data,
                         val_size=args.val_size, seed=args.seed, image_size=args.image_size,
@@ -388,8 +387,8 @@ def _card(args, data, arch, model, classes, metrics, history, seconds, steps, ex
 
 def code_version() -> str:
     """The git commit of the code (with -dirty for local changes), or SIEVE_CODE_VERSION."""
-    if os.environ.get("SIEVE_CODE_VERSION"):
-        return os.environ["SIEVE_CODE_VERSION"]
+    if get_settings().code_version:
+        return get_settings().code_version
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
                              cwd=ROOT, capture_output=True, text=True, timeout=10, check=True)

@@ -5,7 +5,7 @@ with Last-Event-ID gets exactly the changes it missed: the stream follows the pr
 first (through the process's `Listener`), then replays the recorded events after that
 number, then relays live ones. It reads the record again after the listener lost its
 subscription (Redis restarting) and before each keep-alive. It ends after the
-final state, or after SSE_MAX_SECONDS (the browser reconnects and resumes).
+final state, or after SIEVE_SSE_MAX_SECONDS (the browser reconnects and resumes).
 """
 
 import json
@@ -81,6 +81,6 @@ def prediction_events(prediction_id: str):
     config = current_app.config
     log.info("user %s follows prediction %s", current_user().id, prediction_id)
     body = stream(current.listener, current.db, prediction_id, last_event_id(),
-                  config["SSE_KEEPALIVE_SECONDS"], config["SSE_MAX_SECONDS"])
+                  config["SIEVE_SSE_KEEPALIVE_SECONDS"], config["SIEVE_SSE_MAX_SECONDS"])
     return Response(body, mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

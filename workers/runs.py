@@ -27,7 +27,7 @@ from celery import Celery
 
 from sieve import consumers, redisconn
 from sieve.cli import HelpFormatter
-from sieve.config import MODELS, OPTIMIZERS, load_service_settings
+from sieve.config import MODELS, OPTIMIZERS, get_settings
 from sieve.database import Database
 from sieve.models import FAILED, QUEUED, TrainingRun
 from workers.celery_app import TRAIN_TASK
@@ -194,7 +194,7 @@ def fail_stale_runs(db: Database, stale_after: float, redis_url: str | None = No
 
 def get_run(db: Database, run_id: str, stale_after: float | None = None) -> TrainingRun | None:
     """One run (None if unknown), after marking it failed if its worker has died."""
-    stale_after = stale_after or load_service_settings().training_stale_after
+    stale_after = stale_after or get_settings().training_stale_after
     run = db.get_training_run(run_id)
     if run is not None and not run.final:
         fail_stale_runs(db, stale_after)
@@ -205,7 +205,7 @@ def get_run(db: Database, run_id: str, stale_after: float | None = None) -> Trai
 def list_runs(db: Database, limit: int = 50, user_id: int | None = None,
               stale_after: float | None = None) -> list[TrainingRun]:
     """The newest runs first, stale ones already marked failed."""
-    fail_stale_runs(db, stale_after or load_service_settings().training_stale_after)
+    fail_stale_runs(db, stale_after or get_settings().training_stale_after)
     return db.list_training_runs(limit, user_id)
 
 

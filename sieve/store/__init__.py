@@ -15,9 +15,7 @@ Two backends share this interface (`sieve.store.base.Store`): a local folder
     python -m sieve.store has classifier  # exit 0 when a version exists
 """
 
-import os
-
-from sieve.config import DEFAULT_REDIS_URL, load_settings
+from sieve.config import get_settings
 from sieve.modelchanges import Announcer
 from sieve.store.base import (
     ALIASES,
@@ -44,7 +42,7 @@ def open_store(url: str | None = None, redis_url: str | None = None) -> Store:
 
     Its changes of the served versions are announced on `redis_url` (default: REDIS_URL,
     else the local Redis the workers use by default)."""
-    settings = load_settings()
+    settings = get_settings()
     url = url or settings.model_store_url
     if url.startswith("s3://"):
         from sieve.store.s3 import S3Store  # boto3 only where S3 is used
@@ -57,5 +55,5 @@ def open_store(url: str | None = None, redis_url: str | None = None) -> Store:
                 f"MODEL_STORE_URL={url}: use a local folder, a file:// URL or s3://bucket/prefix"
             )
         store = ModelStore(url)
-    store.announcer = Announcer(redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL)
+    store.announcer = Announcer(redis_url or settings.redis_url)
     return store
