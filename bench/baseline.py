@@ -24,9 +24,9 @@ def create_model_app(store_url: str | None = None) -> Flask:
     """The model service: POST /predict with the image bytes as the body."""
     import torch
 
+    from sieve.store import open_store
     from training.predict import Predictor
     from training.preprocess import ImageError
-    from training.store import open_store
 
     torch.set_num_threads(1)
     store = open_store(store_url or os.environ.get("MODEL_STORE_URL"))

@@ -40,7 +40,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy
@@ -52,7 +52,7 @@ from bench.report import machine, print_table
 from bench.scratch import Scratch, scratch
 from bench.service import Gunicorn, _token, service_env
 from bench.uploads import BACKPRESSURE, Tally, loss_rows, outcome, settle, upload
-from sieve.config import load_service_settings
+from sieve.config import get_settings
 from sieve.database import Database
 from sieve.migrate import upgrade
 from sieve.models import FINAL_STATES
@@ -240,7 +240,7 @@ def _copy_models(source: str, target) -> None:
     """Publish the served filter and classifier of `source` in `target`, as v1."""
     import json
 
-    from training.store import CARD, MANIFEST, open_store
+    from sieve.store import CARD, MANIFEST, open_store
 
     for name in ("filter", "classifier"):
         folder = open_store(source).open(name)
@@ -271,7 +271,7 @@ def s3_outage(args, images, store_url) -> list[tuple]:
     """Cut S3 off while a training run publishes; then a new run publishes and serves."""
     import boto3
 
-    from training import registry
+    from sieve import registry
     from workers.celery_app import create_celery
     from workers.runs import get_run, submit_run
 
@@ -296,7 +296,7 @@ def s3_outage(args, images, store_url) -> list[tuple]:
                 svc.worker("serve")
                 svc.worker("trainer", queues="training")
                 db = Database(run.database_url)
-                settings = replace(load_service_settings(), redis_url=run.redis.url,
+                settings = get_settings().replace(redis_url=run.redis.url,
                                    broker_url=run.redis.url, result_backend=run.redis.url,
                                    database_url=run.database_url)
                 celery = create_celery(settings)
@@ -357,7 +357,7 @@ def _s3_store(url: str, endpoint: str, folder: Path):
     import boto3
     from botocore.config import Config
 
-    from training.s3store import S3Store
+    from sieve.store.s3 import S3Store
 
     client = boto3.client("s3", endpoint_url=endpoint, config=Config(
         s3={"addressing_style": "path"}), **_aws())

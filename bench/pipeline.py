@@ -25,14 +25,13 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 import redis
 
 from bench.processes import Worker
 from bench.report import machine, print_table
 from bench.scratch import scratch
-from sieve.config import load_service_settings
+from sieve.config import get_settings
 from sieve.database import Database
 from sieve.models import FINAL_STATES
 from workers.celery_app import NOOP_FIRST, NOOP_SECOND, create_celery
@@ -53,8 +52,8 @@ def forward_passes(store_url: str, images: list[bytes], repeats: int = 200) -> d
     """p50 of one-image forward passes of each model, and batched images per second."""
     import torch
 
+    from sieve.store import open_store
     from training.predict import Predictor
-    from training.store import open_store
 
     figures = {}
     for name in ("filter", "classifier"):
@@ -169,8 +168,7 @@ def batch_sizes(log: str) -> list[int]:
 
 def load_settings_store() -> str:
     """The model store the service is configured with."""
-    from training.config import load_settings
-    return load_settings().model_store_url
+    return get_settings().model_store_url
 
 
 def test_images(count: int) -> list[bytes]:
@@ -203,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-store", default=None,
                         help="model store to serve from (default: MODEL_STORE_URL)")
     args = parser.parse_args(argv)
-    settings = load_service_settings()
+    settings = get_settings()
     store_url = args.model_store or load_settings_store()
     print(f"{machine()}; {args.workers} serving worker(s)", flush=True)
     images = test_images(args.images)
@@ -211,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with scratch() as run:
         folder, server, database_url = run.folder, run.redis, run.database_url
-        settings = replace(settings, redis_url=server.url, broker_url=server.url,
+        settings = settings.replace(redis_url=server.url, broker_url=server.url,
                            result_backend=server.url, database_url=database_url)
         env = {"REDIS_URL": server.url, "CELERY_BROKER_URL": server.url,
                "CELERY_RESULT_BACKEND": server.url, "DATABASE_URL": database_url,

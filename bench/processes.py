@@ -14,7 +14,7 @@ from pathlib import Path
 
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent  # the repository
+from sieve.config import ROOT
 
 
 def free_port() -> int:

@@ -31,7 +31,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import requests
@@ -40,8 +39,7 @@ from bench.pipeline import _ms, forward_passes, load_settings_store, noop_chain,
 from bench.processes import Worker, free_port, wait_for
 from bench.report import machine, print_table
 from bench.scratch import scratch
-from sieve.config import load_service_settings
-from training.config import ROOT
+from sieve.config import ROOT, get_settings
 from workers.celery_app import create_celery
 
 FINAL = {"done", "rejected", "failed", "cancelled"}
@@ -230,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             for server, path in ((web, "/healthz"), (model, "/"), (front, "/")):
                 server.wait(path)
             token = _token(database_url, redis_server.url)
-            settings = replace(load_service_settings(), redis_url=redis_server.url,
+            settings = get_settings().replace(redis_url=redis_server.url,
                                broker_url=redis_server.url, result_backend=redis_server.url)
             noop = noop_chain(create_celery(settings), args.images, 50)
             service, baseline = _service_client(web.url, token), _baseline_client(front.url)

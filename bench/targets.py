@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from bench.report import machine, print_table
-from training.config import ROOT
-from training.store import ModelStore
+from sieve.config import ROOT
+from sieve.store import ModelStore
 
 CLASSIFIER_ACCURACY = 0.935
 CLASSIFIER_SECONDS = 600

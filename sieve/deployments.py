@@ -1,8 +1,8 @@
 """Automatic deployment to SageMaker: a change of a model's `production` version sends the
 deployment task to the training queue, when SIEVE_SAGEMAKER_AUTODEPLOY is on.
 
-The registry (training/registry.py) calls `request_deployment` after each promotion or
-rollback of `production`, whoever made it: `python -m training.registry`, the API, the
+The registry (sieve/registry.py) calls `request_deployment` after each promotion or
+rollback of `production`, whoever made it: `python -m sieve.registry`, the API, the
 models page or a training run with `promote`. A training worker (`celery -A workers worker
 -Q training`) runs the task: it deploys the versions the workers serve to the endpoint
 (training/sagemaker/release.py). The task is sent by name, so nothing here needs torch,
@@ -16,7 +16,7 @@ import kombu.exceptions
 import redis
 from celery import Celery
 
-from sieve.config import load_service_settings
+from sieve.config import get_settings
 from sieve.queues import TRAINING_QUEUE
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ DEPLOY_TASK = "sieve.train.deploy"
 def request_deployment(name: str, version: str) -> str | None:
     """Send the deployment task for `name` `version`, now in production; the task's id, or
     None when automatic deployment is off or the broker did not take the message."""
-    settings = load_service_settings()
+    settings = get_settings()
     if not settings.sagemaker_autodeploy:
         return None
     app = Celery("sieve", broker=settings.broker_url, set_as_current=False)

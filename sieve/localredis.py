@@ -15,8 +15,7 @@ from urllib.parse import urlparse
 
 import redis
 
-from sieve.config import load_service_settings
-from training.config import ROOT
+from sieve.config import ROOT, get_settings
 
 
 def answers(url: str) -> bool:
@@ -42,7 +41,7 @@ def server_argv(url: str) -> list[str] | None:
 
 def main() -> int:
     """Check, start if needed and possible, and say what happened."""
-    url = load_service_settings().redis_url
+    url = get_settings().redis_url
     if answers(url):
         print(f"redis: answering at {url}")
         return 0

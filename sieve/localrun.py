@@ -28,11 +28,10 @@ from pathlib import Path
 import redis
 
 from sieve import consumers
-from sieve.config import load_service_settings
+from sieve.config import ROOT, get_settings
 from sieve.localredis import answers, server_argv
 from sieve.queues import SERVING_QUEUES, TRAINING_QUEUE, WEBHOOKS_QUEUE
-from training.config import ROOT
-from training.store import StoreError, open_store
+from sieve.store import StoreError, open_store
 
 MODELS = ("classifier", "filter")
 STAGES = 6
@@ -71,7 +70,7 @@ class LocalRun:
         self.started = time.monotonic()
         self.children: list[Child] = []
         self.logs = ROOT / "var" / "log"
-        self.settings = load_service_settings()
+        self.settings = get_settings()
 
     def say(self, stage: int | None, text: str) -> None:
         """One line of progress, with the seconds since the start."""
@@ -165,8 +164,7 @@ class LocalRun:
 
     def start_web(self) -> str:
         """Stage 6: the web tier; ready when /healthz answers."""
-        host = os.environ.get("FLASK_RUN_HOST", "127.0.0.1")
-        port = os.environ.get("FLASK_RUN_PORT", "5000")
+        host, port = self.settings.flask_run_host, str(self.settings.flask_run_port)
         child = self.start("web", [sys.executable, "-m", "flask", "--app", "web", "run",
                                    "--host", host, "--port", port])
         self.say(6, f"web: started (pid {child.process.pid}, log var/log/web.log)")

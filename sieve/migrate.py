@@ -16,7 +16,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from sieve.config import load_service_settings
+from sieve.config import get_settings
 from sieve.database import make_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["upgrade", "current", "revision"])
     parser.add_argument("message", nargs="?", help="message of a new revision")
     args = parser.parse_args(argv)
-    url = load_service_settings().database_url
+    url = get_settings().database_url
     if args.action == "upgrade":
         upgrade(url)
         print(f"database at the newest schema: {url}")

@@ -5,26 +5,34 @@ the API live in their own modules, loaded as plugins."""
 import os
 import shutil
 import uuid
-from dataclasses import replace
 
 import pytest
 import redis
 import sqlalchemy
 
 from bench.processes import RedisServer, S3Server, Worker
-from sieve.config import load_service_settings
+from sieve.config import get_settings
 from sieve.database import Database
 from sieve.migrate import upgrade
+from sieve.store import ModelStore
 from tests.images import noise, png
 from tests.seaweedfs import SeaweedFSServer
 from tests.stores import S3_ENV, S3_SERVERS, new_bucket, point_boto3_at
 from training import train
 from training.data import DataError, load_dataset
 from training.predict import Predictor
-from training.store import ModelStore
 from workers.celery_app import create_celery
 
 pytest_plugins = ["tests.fixtures_web", "tests.fixtures_api", "tests.fixtures_sagemaker"]
+
+@pytest.fixture(autouse=True)
+def fresh_settings():
+    """Each test reads the settings anew (a process reads them once): after the
+    environment its fixtures and monkeypatch set, before the next test."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
 
 @pytest.fixture(scope="session")
 def fashion():
@@ -128,7 +136,7 @@ def database_url(request):
 def settings(redis_server, sqlite_url, trained_store):
     """Service settings pointing at the private Redis, a new SQLite file and test models."""
     upgrade(sqlite_url)
-    return replace(load_service_settings(), redis_url=redis_server.url,
+    return get_settings().replace(redis_url=redis_server.url,
                    broker_url=redis_server.url, result_backend=redis_server.url,
                    database_url=sqlite_url)
 

@@ -14,7 +14,7 @@ import redis
 import requests
 
 from bench.processes import free_port, terminate, wait_for
-from training.config import ROOT
+from sieve.config import ROOT
 from web import create_app
 
 PASSWORD = "correct horse battery"

@@ -6,7 +6,7 @@ import uuid
 
 import boto3
 
-from training.store import CARD, MANIFEST, Store
+from sieve.store import CARD, MANIFEST, Store
 
 # What the S3 servers of the tests accept, and boto3 sends.
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",

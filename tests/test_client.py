@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from sieve.config import ROOT
 from sieve_client import Client, ConfigError, SieveError
 from sieve_client.client import retry_after
 from sieve_client.config import load
 from tests.fixtures_api import LiveServer
-from training.config import ROOT
 
 
 def sieve(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -217,7 +217,7 @@ def test_pip_install_gives_the_console_scripts(served, tmp_path):
 
 
 def test_the_python_m_forms_still_run():
-    for module in ("training.train", "workers.runs", "training.registry",
+    for module in ("training.train", "workers.runs", "sieve.registry",
                    "training.sagemaker"):
         run = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT,
                              capture_output=True, text=True, timeout=120, check=False)

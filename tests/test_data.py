@@ -12,7 +12,6 @@ import struct
 import tarfile
 import threading
 import zipfile
-from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from training.config import FASHION_MNIST_URL, Settings
+from sieve.config import FASHION_MNIST_URL, Settings
 from training.data import (
     CLASSES_FASHION,
     FASHION_SHA256,
@@ -327,7 +326,7 @@ def test_download_http_error(tmp_path, server):
 
 def test_fashion_mnist_download_then_cache(settings, server):
     checksums = write_fashion(server.root)
-    settings = replace(settings, data_url=server.url)
+    settings = settings.replace(data_url=server.url)
     kwargs = {"settings": settings, "download": True, "val_size": 10, "checksums": checksums}
     ds = load_fashion_mnist(**kwargs)
     assert (len(ds.train), len(ds.val), len(ds.test)) == (20, 10, 10)
@@ -356,7 +355,7 @@ def test_fashion_mnist_missing_without_download(settings):
 def test_fashion_mnist_wrong_content_is_refused(tmp_path, settings):
     write_fashion(tmp_path / "fm")
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz has unexpected content"):
-        load_dataset(settings=replace(settings, fashion_mnist_dir=tmp_path / "fm"))
+        load_dataset(settings=settings.replace(fashion_mnist_dir=tmp_path / "fm"))
 
 
 @pytest.mark.parametrize(
@@ -375,7 +374,7 @@ def test_parse_idx_rejects_bad_files(data, message):
 
 @needs_debian
 def test_fashion_mnist_from_debian(settings):
-    ds = load_dataset(settings=replace(settings, fashion_mnist_dir=DEBIAN), val_size=5000)
+    ds = load_dataset(settings=settings.replace(fashion_mnist_dir=DEBIAN), val_size=5000)
     assert ds.train.images.shape == (55000, 1, 28, 28)
     assert ds.val.images.shape == (5000, 1, 28, 28)
     assert ds.test.images.shape == (10000, 1, 28, 28)
@@ -396,4 +395,4 @@ def test_fashion_mnist_corrupted_copy(tmp_path, settings):
     bad.unlink()
     bad.write_bytes((DEBIAN / "train-images-idx3-ubyte.gz").read_bytes()[:100_000])
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz is not a readable gzip"):
-        load_dataset(settings=replace(settings, fashion_mnist_dir=copy))
+        load_dataset(settings=settings.replace(fashion_mnist_dir=copy))

@@ -12,11 +12,11 @@ import sys
 import pytest
 import yaml
 
+from sieve import registry
+from sieve.config import ROOT
+from sieve.store import CARD, MANIFEST, ModelStore
 from tests.fixtures_sagemaker import ROLE
 from tests.test_sagemaker_deploy import endpoint_state, queue_results, tags
-from training import registry
-from training.config import ROOT
-from training.store import CARD, MANIFEST, ModelStore
 
 WORKFLOW = ROOT / ".github" / "workflows" / "deploy.yml"
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydantic_settings
 import pytest
 import yaml
 
@@ -186,10 +187,10 @@ def plan(command: str) -> tuple[str | None, str, int]:
 @pytest.fixture
 def sandbox(tmp_path, redis_server, trained_store):
     """The environment the docs' commands run in (see the comment above RULES)."""
+    from sieve import registry
     from sieve.migrate import upgrade
+    from sieve.store import ModelStore
     from tests.stores import copy_version
-    from training import registry
-    from training.store import ModelStore
 
     store = ModelStore(tmp_path / "models")
     for name in ("classifier", "filter"):
@@ -274,16 +275,15 @@ READ_BY_LIBRARIES = {
 
 
 def _environ_helpers(trees: list[ast.AST]) -> set[str]:
-    """Names of the functions that read the environment (like sieve.config's `_float`)."""
+    """Names of the functions that read the environment (a helper taking a name)."""
     return {node.name for tree in trees for node in ast.walk(tree)
             if isinstance(node, ast.FunctionDef) and "environ" in ast.unparse(node)}
 
 
 def _environ_reads(tree: ast.AST, helpers: set[str]) -> set[str]:
-    """Setting names read in a module: os.environ[...] / .get(...) / getenv(...); a helper
-    that reads the environment (defined or imported, under any alias) called with a name as
-    its first argument, like `_float("SIEVE_TOP_K", 3)`; and the keys of a module-level
-    SETTINGS table (web/api/__init__.py)."""
+    """Setting names read in a module outside the settings object: os.environ[...] /
+    .get(...) / getenv(...), and a helper that reads the environment (defined or imported,
+    under any alias) called with a name as its first argument."""
     local = {alias.asname or alias.name for node in ast.walk(tree)
              if isinstance(node, ast.ImportFrom) for alias in node.names
              if alias.name in helpers}
@@ -301,20 +301,39 @@ def _environ_reads(tree: ast.AST, helpers: set[str]) -> set[str]:
                  and (receiver.endswith("environ") or receiver in ("os", "env")))
                     or (isinstance(func, ast.Name) and func.id in local)):
                 key = node.args[0]
-        elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
-              and any(isinstance(t, ast.Name) and t.id == "SETTINGS" for t in node.targets)):
-            names |= {k.value for k in node.value.keys if isinstance(k, ast.Constant)}
         if isinstance(key, ast.Constant) and isinstance(key.value, str):
             names.add(key.value)
     return {name for name in names if SETTING_NAME.match(name)}
 
 
+def settings_object_names(model=None) -> set[str]:
+    """The environment variables the settings object reads: each field's alias (all of
+    them where it has several), else its env_prefix and name; nested sections included."""
+    from pydantic import AliasChoices
+
+    from sieve.config import Settings
+
+    model = model or Settings
+    prefix = model.model_config.get("env_prefix", "")
+    names = set()
+    for name, field in model.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, pydantic_settings.BaseSettings):
+            names |= settings_object_names(section)
+        elif isinstance(field.validation_alias, AliasChoices):
+            names |= set(field.validation_alias.choices)
+        else:
+            names.add(field.validation_alias or f"{prefix}{name}".upper())
+    return names
+
+
 def settings_read_by_the_code() -> dict[str, str]:
-    """Every setting name the runtime packages read -> the first file that reads it."""
+    """Every setting name the runtime packages read -> where: the settings object
+    (sieve/config.py) or the first file that reads the environment itself."""
+    found = dict.fromkeys(sorted(settings_object_names()), "sieve/config.py")
     paths = [path for package in SOURCE_PACKAGES for path in sorted((ROOT / package).rglob("*.py"))]
     trees = {path: ast.parse(path.read_text()) for path in paths}
     helpers = _environ_helpers(list(trees.values()))
-    found: dict[str, str] = {}
     for path, tree in trees.items():
         for name in sorted(_environ_reads(tree, helpers)):
             found.setdefault(name, str(path.relative_to(ROOT)))
@@ -331,7 +350,7 @@ def test_the_settings_scan_finds_settings_of_every_kind():
     """A guard for the scan: one setting of each way of reading them is found."""
     found = settings_read_by_the_code()
     for name in ("REDIS_URL", "SIEVE_TOP_K", "MAX_UPLOAD_MB", "SIEVE_RATE_LIMIT",
-                 "SAGEMAKER_ROLE_ARN", "SM_MODEL_DIR"):
+                 "SAGEMAKER_ROLE_ARN", "AWS_DEFAULT_REGION", "SM_MODEL_DIR", "SIEVE_URL"):
         assert name in found, f"the scan no longer finds {name}"
 
 
@@ -359,4 +378,4 @@ def test_a_new_command_is_run_as_written_and_the_rules_rewrite_the_rest():
     assert plan("make run")[0] == "make -n run"
     assert plan(".venv/bin/celery -A workers worker -Q training")[0].endswith(" --help")
     assert plan("python -m workers.runs status RUN_ID")[0] is None
-    assert plan("python -m training.registry promote classifier v3")[0].endswith(" v2")
+    assert plan("python -m sieve.registry promote classifier v3")[0].endswith(" v2")

@@ -13,9 +13,9 @@ import pytest
 import requests
 from PIL import Image
 
+from sieve.config import ROOT
+from sieve.images import MAX_PIXELS, DamagedImage, inspect_image, load_image
 from tests.fixtures_web import PASSWORD
-from training.config import ROOT
-from training.images import MAX_PIXELS, DamagedImage, inspect_image, load_image
 from web.uploads import check
 from web.users import create_user
 

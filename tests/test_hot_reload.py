@@ -14,11 +14,11 @@ import pytest
 import redis
 
 from bench.processes import wait_for
+from sieve import registry
 from sieve.modelchanges import CHANNEL, read_reports
+from sieve.store import CARD, MANIFEST, ModelStore, StoreError, open_store
 from tests.fixtures_web import csrf_token
 from tests.stores import copy_version
-from training import registry
-from training.store import CARD, MANIFEST, ModelStore, StoreError, open_store
 from workers.reloading import Reloader
 from workers.serving import ServedModels
 

@@ -7,10 +7,10 @@ import threading
 import boto3
 import pytest
 
+from sieve import registry
+from sieve.store import ModelStore, StoreError, open_store
+from sieve.store.s3 import S3Store
 from tests.stores import S3_SERVERS, new_bucket, point_boto3_at
-from training import registry
-from training.s3store import S3Store
-from training.store import ModelStore, StoreError, open_store
 
 
 @pytest.fixture(params=["local", *S3_SERVERS])
@@ -161,7 +161,7 @@ def test_promote_if_better(store, tmp_path):
 
 
 def test_registry_command_line(s3_store_url, tmp_path, monkeypatch, capsys):
-    """`python -m training.registry` against S3 from MODEL_STORE_URL."""
+    """`python -m sieve.registry` against S3 from MODEL_STORE_URL."""
     monkeypatch.setenv("MODEL_STORE_URL", s3_store_url)
     store = open_store()
     _publish(store, tmp_path, accuracy=0.25)

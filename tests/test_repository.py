@@ -11,7 +11,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from training.config import ROOT
+from sieve.config import ROOT
 
 # Requirements
 

@@ -13,10 +13,10 @@ import pytest
 import redis
 
 from bench.processes import free_port, wait_for
+from sieve import registry
 from sieve.deployments import DEPLOY_TASK
 from sieve.queues import TRAINING_QUEUE
-from training import registry
-from training.store import CARD, MANIFEST, ModelStore
+from sieve.store import CARD, MANIFEST, ModelStore
 
 
 @pytest.fixture

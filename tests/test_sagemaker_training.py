@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sieve.store import ModelStore
 from tests.fixtures_sagemaker import cli
 from training import train
 from training.sagemaker import environment
 from training.sagemaker.package import safe_extract
-from training.store import ModelStore
 
 # Runs in the container's code folder: which project modules the entry script brings in,
 # and from where.

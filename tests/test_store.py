@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from training import store as store_module
-from training.store import ModelStore, StoreError, open_store
+from sieve.store import ModelStore, StoreError, open_store
+from sieve.store import __main__ as store_module
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_open_store_reads_the_environment(tmp_path, monkeypatch):
 
 
 def test_has_command_exit_codes(tmp_path, artifact, monkeypatch, capsys):
-    """`python -m training.store has NAME` exits 0 only when a version exists."""
+    """`python -m sieve.store has NAME` exits 0 only when a version exists."""
     monkeypatch.setenv("MODEL_STORE_URL", str(tmp_path))
     assert store_module.main(["has", "classifier"]) == 1
     ModelStore(tmp_path).publish("classifier", artifact, {})

@@ -9,8 +9,8 @@ import redis
 
 from bench.processes import wait_for
 from sieve import consumers
+from sieve.config import ROOT
 from tests.fixtures_web import PASSWORD, csrf_token
-from training.config import ROOT
 from web.users import create_user
 
 RUNS = "/api/v1/training-runs"

@@ -6,10 +6,10 @@ import boto3
 import pytest
 
 from bench.processes import wait_for
+from sieve import registry
 from sieve.models import CANCELLED, DONE, FAILED, RUNNING
+from sieve.store import ModelStore, open_store
 from tests.stores import copy_version
-from training import registry
-from training.store import ModelStore, open_store
 from workers.client import submit
 from workers.runs import cancel_run, get_run, submit_run
 

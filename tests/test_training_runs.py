@@ -4,16 +4,16 @@ run executed in this process (progress, log, publish, cancel)."""
 import json
 import threading
 import time
-from dataclasses import replace
 
 import pytest
 
 from bench.processes import wait_for
-from sieve.config import load_service_settings
+from sieve import redisconn
+from sieve.config import get_settings
 from sieve.database import Database
 from sieve.migrate import upgrade
 from sieve.models import CANCELLED, DONE, FAILED, QUEUED, RUNNING
-from training.store import ModelStore
+from sieve.store import ModelStore
 from workers import runs, trainer
 from workers.celery_app import create_celery
 
@@ -73,7 +73,7 @@ def test_run_record_changes_are_conditional(database_url):
 def service(redis_server, sqlite_url, tmp_path):
     """A database, Redis and a local model store, configured as a worker would be."""
     upgrade(sqlite_url)
-    settings = replace(load_service_settings(), redis_url=redis_server.url,
+    settings = get_settings().replace(redis_url=redis_server.url,
                        broker_url=redis_server.url, result_backend=redis_server.url,
                        database_url=sqlite_url)
     db = Database(sqlite_url)
@@ -92,7 +92,7 @@ def _execute(celery, db, store, params):
 def test_a_run_reports_progress_logs_and_publishes(service, fashion):
     celery, db, store = service
     events = celery.conf.sieve.redis_url
-    subscription = runs._redis(events).pubsub(ignore_subscribe_messages=True)
+    subscription = redisconn.connect(events).pubsub(ignore_subscribe_messages=True)
     subscription.psubscribe("sieve:training-runs:*")
     state, run = _execute(celery, db, store, QUICK)
     assert state == DONE, run.reason

@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from bench.processes import free_port
+from sieve.config import ROOT
 from tests.fixtures_web import SECRET_KEY, csrf_token, sign_up
-from training.config import ROOT
 from web import create_app
 
 PAGES = ["/", "/history", "/account", "/models", "/login", "/register", "/api/v1/docs"]

@@ -5,7 +5,6 @@ The run uses tests/web_only/sitecustomize.py: with that folder on PYTHONPATH, im
 module of an installed distribution that requirements-web.txt does not pin fails as if it
 were not installed, so this machine's full environment stands in for the web image."""
 
-import importlib.util
 import os
 import pkgutil
 import subprocess
@@ -16,18 +15,16 @@ import pytest
 import redis
 import requests
 
+from sieve.config import ROOT
 from sieve.migrate import upgrade
 from tests.fixtures_web import SECRET_KEY, LiveServer
 from tests.images import noise
 from tests.test_repository import _pins
-from training.config import ROOT
 
 WEB_ONLY = Path(__file__).resolve().parent / "web_only"
 # The packages that serve and train models: none of them belongs in the web image.
 WORKER_ONLY = {"torch", "torchvision", "triton", "numpy", "matplotlib", "scikit-learn",
                "scikit-image", "flower", "sagemaker-core", "tqdm"}
-# Developer tools under web/ that are not part of the served app, with what they need.
-NOT_SERVED = {"web.make_samples": "reads Fashion-MNIST through training.data (numpy)"}
 
 
 def _web_only_env(**extra: str) -> dict:
@@ -60,8 +57,7 @@ def test_the_web_only_environment_refuses_what_the_web_set_leaves_out():
 
 
 def test_every_module_of_the_web_tier_imports_without_torch(tmp_path):
-    modules = [m.name for m in pkgutil.walk_packages([str(ROOT / "web")], "web.")
-               if m.name not in NOT_SERVED]
+    modules = [m.name for m in pkgutil.walk_packages([str(ROOT / "web")], "web.")]
     assert "web.api.predictions" in modules and "web.uploads" in modules
     code = (f"import importlib, sys\n"
             f"for name in {modules + ['workers', 'workers.client']!r}:\n"
@@ -71,8 +67,6 @@ def test_every_module_of_the_web_tier_imports_without_torch(tmp_path):
             f"assert 'torch' not in sys.modules and 'numpy' not in sys.modules\n")
     done = _python(code, DATABASE_URL=f"sqlite:///{tmp_path / 'web.db'}")
     assert done.returncode == 0, done.stderr[-3000:]
-    for name in NOT_SERVED:
-        assert importlib.util.find_spec(name), f"{name} is gone: drop it from NOT_SERVED"
 
 
 @pytest.fixture

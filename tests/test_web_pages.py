@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 
+from sieve.images import MAX_PIXELS
 from sieve.models import DONE, FILTERING, QUEUED, REJECTED
 from tests.fixtures_web import PASSWORD, csrf_token
 from tests.images import noise, truncated_png
-from training.images import MAX_PIXELS
 from web import create_app
 
 IMAGE = noise()

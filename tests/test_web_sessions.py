@@ -13,6 +13,7 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
 from bench.processes import free_port, wait_for
+from sieve.config import ROOT
 from sieve.migrate import upgrade
 from tests.fixtures_web import (
     PASSWORD,
@@ -22,7 +23,6 @@ from tests.fixtures_web import (
     session_cookie,
     sign_up,
 )
-from training.config import ROOT
 from web import create_app
 
 PUBLIC_DEVELOPMENT_KEY = "sieve-development-key-not-secret"  # the key of older versions

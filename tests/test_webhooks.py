@@ -15,7 +15,7 @@ import pytest
 
 from bench.processes import wait_for
 from sieve import webhooks
-from training.config import ROOT
+from sieve.config import ROOT
 from web.api.tokens import create_token
 from web.users import create_user
 
@@ -311,11 +311,10 @@ def hooked_db(sqlite_url):
 
 
 def _settings(**changes):
-    from dataclasses import replace
 
-    from sieve.config import load_service_settings
+    from sieve.config import get_settings
 
-    return replace(load_service_settings(), **{"webhook_allow_hosts": (LOOPBACK,),
+    return get_settings().replace(**{"webhook_allow_hosts": (LOOPBACK,),
                                                 "webhook_timeout": 5.0, **changes})
 
 

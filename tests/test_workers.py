@@ -10,18 +10,16 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import replace
 
 import pytest
 import redis
 import requests
 
 from bench.processes import free_port, wait_for
-from sieve.config import load_service_settings
+from sieve.config import ROOT, read_settings
 from sieve.models import DONE, FAILED, FILTERING, QUEUED, REJECTED
 from sieve.pubsub import Events
 from tests.images import large_png, truncated_png
-from training.config import ROOT
 from workers.celery_app import create_celery
 from workers.client import QueueUnavailable, Submitter, send, submit, submit_many
 
@@ -257,7 +255,7 @@ def test_a_submission_with_an_unknown_pipeline_is_refused_before_it_joins_others
 
 def test_submissions_waiting_together_all_hear_that_redis_is_away(settings, db,
                                                                   known_images):
-    offline = create_celery(replace(settings, broker_url="redis://127.0.0.1:1/0"))
+    offline = create_celery(settings.replace(broker_url="redis://127.0.0.1:1/0"))
     offline.conf.broker_connection_timeout = 1
     submitter = Submitter(offline, db)
     submissions = [lambda data=data: submitter.submit(data, "image/png", "filter")
@@ -329,7 +327,7 @@ def test_the_redis_transport_reuses_one_client_per_pool(settings, celery_app):
         channel._put("sieve-transport-test", {"body": "x"})
         assert channel._get("sieve-transport-test")["body"] == "x"
         channel.close()
-    other = create_celery(replace(settings, broker_url="amqp://guest@127.0.0.1//"))
+    other = create_celery(settings.replace(broker_url="amqp://guest@127.0.0.1//"))
     assert other.conf.broker_transport is None  # other brokers keep their own transport
 
 
@@ -350,7 +348,7 @@ def test_sending_a_chain_subscribes_to_no_result_channel(redis_server, celery_ap
 
 
 def test_submit_without_redis_says_so_and_leaves_nothing_to_run(settings, db, known_images):
-    offline = create_celery(replace(settings, broker_url="redis://127.0.0.1:1/0"))
+    offline = create_celery(settings.replace(broker_url="redis://127.0.0.1:1/0"))
     offline.conf.broker_connection_timeout = 1
     with pytest.raises(QueueUnavailable, match="unreachable"):
         submit(offline, db, known_images[0][0], "image/png", "filter")
@@ -398,7 +396,7 @@ def test_a_message_lost_on_the_current_redis_run_is_sent_again(redis_server, sta
 def test_chain_locally_reads_yes_and_no_and_refuses_anything_else(monkeypatch):
     for raw, expected in (("", True), ("0", False), ("off", False), ("YES", True)):
         monkeypatch.setenv("SIEVE_CHAIN_LOCALLY", raw)
-        assert load_service_settings().chain_locally is expected
+        assert read_settings().chain_locally is expected
     monkeypatch.setenv("SIEVE_CHAIN_LOCALLY", "sometimes")
     with pytest.raises(ValueError, match="SIEVE_CHAIN_LOCALLY='sometimes' is not a yes/no"):
-        load_service_settings()
+        read_settings()

@@ -14,12 +14,12 @@ import logging
 import sys
 from pathlib import Path
 
+from sieve.cli import HelpFormatter
+from sieve.store import StoreError, open_store
 from training import checkpoint, filtering, uploads
-from training.cli import HelpFormatter
 from training.data import DataError, load_dataset
 from training.metrics import confusion_matrix, per_class_accuracy
 from training.predict import Predictor
-from training.store import StoreError, open_store
 
 log = logging.getLogger("training")
 

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from training.config import MODELS, OPTIMIZERS
+from sieve.config import MODELS, OPTIMIZERS
 
 # Per-model defaults, tuned on Fashion-MNIST for a 2-core CPU (docs/training.md has the
 # measurements): the classifier trains in about ten minutes, the filter in about three.

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from sieve.images import release_memory
 from training import checkpoint
 from training.engine import predict
-from training.images import release_memory
 from training.preprocess import Preprocessing, load_image, to_canonical
 
 # Images are decoded at no less than this many times the model's input size.
@@ -24,7 +24,7 @@ FIT_FACTOR = 4
 LARGE_BATCH_BYTES = 256 * 1024
 
 if TYPE_CHECKING:
-    from training.store import Store
+    from sieve.store import Store
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Predictor:
         `version` is a version (`v3`), an alias (`staging`), or None for the served one:
         the `production` alias when it is set, else the latest version.
         """
-        from training.store import open_store  # not packaged into SageMaker models
+        from sieve.store import open_store  # not packaged into SageMaker models
 
         store = store or open_store()
         version = store.resolve(name, version)

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 
 # Decoding lives in a module without torch, so that the web tier can check uploads with
 # the very code the workers use.
-from training.images import MAX_PIXELS, ImageError, load_image  # noqa: F401
+from sieve.images import MAX_PIXELS, ImageError, load_image  # noqa: F401
 
 # Pixels farther than this from the background count as the object when trimming
 # (5% of the range, the threshold of the Fashion-MNIST paper).

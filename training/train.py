@@ -14,7 +14,6 @@ SM_CHANNEL_TRAINING and the model goes to SM_MODEL_DIR; see docs/deployment.md.
 
 import argparse
 import logging
-import os
 import shlex
 import subprocess
 import sys
@@ -25,15 +24,15 @@ from pathlib import Path
 
 import torch
 
+from sieve.cli import HelpFormatter
+from sieve.config import ROOT, get_settings
+from sieve.store import StoreError, open_store
 from training import checkpoint, engine, filtering, outliers, plots, uploads
-from training.cli import HelpFormatter
-from training.config import ROOT, load_settings
 from training.data import DataError, DataSet, Split, load_dataset
 from training.metrics import confusion_matrix, per_class_accuracy
 from training.models import architecture, build_model, count_parameters
 from training.options import add_options, fill_defaults
 from training.preprocess import FASHION_MNIST
-from training.store import StoreError, open_store
 
 log = logging.getLogger("training")
 
@@ -79,7 +78,7 @@ def main(args: argparse.Namespace, progress: Progress | None = None) -> int:
         raise TrainError("nothing to do: pass --train (and --download-data to fetch the data)")
     progress = progress or Progress()
     fill_defaults(args)
-    settings = load_settings()
+    settings = get_settings()
     progress.stage("loading data")
     data = load_dataset(args.data_dir, args.data_url, download=args.download_data,
                         val_size=args.val_size, seed=args.seed, image_size=args.image_size,
@@ -296,8 +295,8 @@ def _card(args, data, arch, model, classes, metrics, history, seconds, steps, ex
 
 def code_version() -> str:
     """The git commit of the code (with -dirty for local changes), or SIEVE_CODE_VERSION."""
-    if os.environ.get("SIEVE_CODE_VERSION"):
-        return os.environ["SIEVE_CODE_VERSION"]
+    if get_settings().code_version:
+        return get_settings().code_version
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"],
                              cwd=ROOT, capture_output=True, text=True, timeout=10, check=True)

@@ -12,7 +12,9 @@ csrf = CSRFProtect()
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    """Build the app: defaults and the environment, then `test_config`, then services."""
+    """Build the app: configuration from the settings (`sieve.config`), then `test_config`,
+    then services."""
+    from sieve.config import get_settings
     from web import (
         account_page,
         api,
@@ -30,7 +32,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     )
 
     app = Flask(__name__)
-    app.config.from_mapping(settings.from_environment())
+    app.config.from_mapping(settings.flask_config(get_settings()))
     if test_config:
         app.config.from_mapping(test_config)
     settings.check(app)

@@ -88,5 +88,5 @@ def prediction_events(prediction_id: str):
     config = current_app.config
     log.info("user %s follows prediction %s", current_user().id, prediction_id)
     return event_stream(stream(services(), prediction_id, last_event_id(), prediction.final,
-                               state_message, config["SSE_KEEPALIVE_SECONDS"],
-                               config["SSE_MAX_SECONDS"]))
+                               state_message, config["SIEVE_SSE_KEEPALIVE_SECONDS"],
+                               config["SIEVE_SSE_MAX_SECONDS"]))

@@ -1,4 +1,4 @@
-"""The web tier's settings: from the environment (and `.env`), each with a default.
+"""The web tier's Flask configuration, derived from Sieve's settings (`sieve.config`).
 
 In production (`SIEVE_ENV=production`) the app refuses to start without a SECRET_KEY of
 its own, of at least 32 random-looking bytes. In development without one it uses a
@@ -15,43 +15,46 @@ from pathlib import Path
 
 from flask import Flask
 
-from sieve.config import _float as _number
-from training.config import ROOT, load_settings
+from sieve.config import Settings
 
 log = logging.getLogger(__name__)
 
-DEV_SECRET_KEY_FILE = ROOT / "var" / "secret-key"
 MIN_SECRET_KEY_LENGTH = 32
 MIN_SECRET_KEY_BITS = 90  # estimated from how often each character occurs in the key
 MIN_DISTINCT_CHARACTERS = 10
 
 
-def from_environment() -> dict:
-    """The Flask configuration that the environment asks for."""
-    load_settings()  # .env, without overriding the environment
+def flask_config(settings: Settings) -> dict:
+    """The Flask configuration the settings ask for (`create_app` adds its test_config)."""
+    secure = settings.session_cookie_secure
     return {
-        "SIEVE_ENV": os.environ.get("SIEVE_ENV", "development"),
-        "SECRET_KEY": os.environ.get("SECRET_KEY") or None,
-        "SECRET_KEY_FILE": os.environ.get("SIEVE_SECRET_KEY_FILE") or DEV_SECRET_KEY_FILE,
-        "MAX_CONTENT_LENGTH": int(_number("MAX_UPLOAD_MB", 10) * 1024 * 1024),
-        "MAX_FILES_PER_UPLOAD": int(_number("SIEVE_MAX_FILES_PER_UPLOAD", 10)),
-        "MAX_PIXELS_PER_REQUEST": int(_number("SIEVE_MAX_PIXELS_PER_REQUEST", 200_000_000)),
-        "HISTORY_PAGE_SIZE": int(_number("SIEVE_HISTORY_PAGE_SIZE", 20)),
-        "LOGIN_MAX_FAILURES": int(_number("SIEVE_LOGIN_MAX_FAILURES", 5)),
-        "LOGIN_MAX_FAILURES_PER_ADDRESS": int(_number("SIEVE_LOGIN_MAX_FAILURES_PER_ADDRESS",
-                                                      50)),
-        "LOGIN_LOCKOUT_MAX_SECONDS": int(_number("SIEVE_LOGIN_LOCKOUT_MAX_SECONDS", 900)),
-        "TRUSTED_PROXIES": int(_number("SIEVE_TRUSTED_PROXIES", 0)),
-        "METRICS_TOKEN": os.environ.get("SIEVE_METRICS_TOKEN") or None,
-        "SSE_KEEPALIVE_SECONDS": _number("SIEVE_SSE_KEEPALIVE_SECONDS", 15),
-        "SSE_MAX_SECONDS": _number("SIEVE_SSE_MAX_SECONDS", 300),
+        "SIEVE_ENV": settings.env,
+        "SECRET_KEY": settings.secret_key,
+        "SECRET_KEY_FILE": settings.secret_key_file,
+        "MAX_CONTENT_LENGTH": int(settings.max_upload_mb * 1024 * 1024),
+        "MAX_FILES_PER_UPLOAD": settings.max_files_per_upload,
+        "MAX_PIXELS_PER_REQUEST": settings.max_pixels_per_request,
+        "HISTORY_PAGE_SIZE": settings.history_page_size,
+        "LOGIN_MAX_FAILURES": settings.login_max_failures,
+        "LOGIN_MAX_FAILURES_PER_ADDRESS": settings.login_max_failures_per_address,
+        "LOGIN_LOCKOUT_MAX_SECONDS": settings.login_lockout_max_seconds,
+        "TRUSTED_PROXIES": settings.trusted_proxies,
+        "METRICS_TOKEN": settings.metrics_token,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         # Secure cookies (sent over HTTPS only) by default in production.
-        "SESSION_COOKIE_SECURE": os.environ.get(
-            "SESSION_COOKIE_SECURE",
-            "1" if os.environ.get("SIEVE_ENV") == "production" else "") == "1",
+        "SESSION_COOKIE_SECURE": settings.production if secure is None else secure,
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+        # The JSON API (web/api) and both event streams.
+        "SIEVE_RATE_LIMIT": settings.rate_limit,
+        "SIEVE_MAX_QUEUE_DEPTH": settings.max_queue_depth,
+        "SIEVE_BACKPRESSURE_RETRY_AFTER": settings.backpressure_retry_after,
+        "SIEVE_MAX_IMAGES": settings.max_images,
+        "SIEVE_MAX_IMAGE_BYTES": settings.max_image_bytes,
+        "SIEVE_POLL_AFTER": settings.poll_after,
+        "SIEVE_MAX_WAIT_SECONDS": settings.max_wait_seconds,
+        "SIEVE_SSE_KEEPALIVE_SECONDS": settings.sse_keepalive_seconds,
+        "SIEVE_SSE_MAX_SECONDS": settings.sse_max_seconds,
     }
 
 

@@ -19,8 +19,8 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
 from sieve.models import QUEUED
-from training.registry import list_models, promote, rollback, show
-from training.store import NAME_PATTERN, PRODUCTION, StoreError
+from sieve.registry import list_models, promote, rollback, show
+from sieve.store import NAME_PATTERN, PRODUCTION, StoreError
 from web.api.models import store, with_workers
 from web.services import services
 from web.users import current_user, login_required

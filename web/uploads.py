@@ -1,7 +1,7 @@
 """The one upload check of the web tier (pages and API), and sending uploads on.
 
 Each file is checked by what it is, not what it is called, with the workers' own reader
-(`training.images`, no torch), from its header only: an empty file, a file that is not
+(`sieve.images`, no torch), from its header only: an empty file, a file that is not
 an image, a damaged PNG or one above the pixel bound is refused with a message before
 anything is stored. No pixels are decoded here, so that no request holds up the event
 loop of a gevent worker; the serving workers decode (damage a header cannot show fails
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from flask import current_app, g
 
+from sieve.images import ImageError, ImageTooLarge, NotAnImage, inspect_image
 from sieve.models import Prediction
-from training.images import ImageError, ImageTooLarge, NotAnImage, inspect_image
 from web.services import services
 
 

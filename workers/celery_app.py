@@ -8,7 +8,7 @@ each prediction task also bounds its own wait for the model (SIEVE_TASK_TIME_LIM
 
 from celery import Celery
 
-from sieve.config import ServiceSettings, load_service_settings
+from sieve.config import Settings, get_settings
 
 FILTER_TASK, CLASSIFY_TASK = "sieve.filter", "sieve.classify"
 # The same steps for the images of one submission together (one message per step).
@@ -31,9 +31,9 @@ ROUTES = {
 }
 
 
-def create_celery(settings: ServiceSettings | None = None) -> Celery:
+def create_celery(settings: Settings | None = None) -> Celery:
     """A Celery app for Sieve; connects to nothing until it sends or consumes."""
-    settings = settings or load_service_settings()
+    settings = settings or get_settings()
     app = Celery("sieve", include=["workers.tasks", "workers.training_tasks",
                                    "workers.webhooks"])
     app.conf.update(

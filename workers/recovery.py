@@ -25,8 +25,9 @@ import redis
 import sqlalchemy.exc
 from celery import Celery
 
+from sieve import redisconn
 from sieve.database import Database
-from workers.client import QueueUnavailable, _redis, broker_epoch, enqueue
+from workers.client import QueueUnavailable, broker_epoch, enqueue
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,8 @@ def recover_once(celery: Celery, db: Database, interval: float,
     """One pass; returns how many predictions were enqueued again. `resent` (prediction id
     -> when) remembers the stale ones sent again, so that each waits a period before the
     next try."""
-    if not _redis(celery.conf.broker_url).set(LOCK_KEY, "1", nx=True, ex=max(1, int(interval))):
+    broker = redisconn.connect(celery.conf.broker_url)
+    if not broker.set(LOCK_KEY, "1", nx=True, ex=max(1, int(interval))):
         return 0  # another worker holds this pass
     restore_unacked(celery)
     epoch = broker_epoch(celery)

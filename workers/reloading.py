@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime
 
 from sieve import modelchanges
-from training.store import StoreError
+from sieve.store import StoreError
 from workers.serving import CLASSIFIER, FILTER, ServedModels
 
 log = logging.getLogger(__name__)

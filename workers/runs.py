@@ -25,15 +25,14 @@ import kombu.exceptions
 import redis
 from celery import Celery
 
-from sieve import consumers
-from sieve.config import load_service_settings
+from sieve import consumers, redisconn
+from sieve.cli import HelpFormatter
+from sieve.config import MODELS, OPTIMIZERS, get_settings
 from sieve.database import Database
 from sieve.models import FAILED, QUEUED, TrainingRun
 from sieve.queues import TRAINING_QUEUE
-from training.cli import HelpFormatter
-from training.config import MODELS, OPTIMIZERS
 from workers.celery_app import TRAIN_TASK
-from workers.client import QueueUnavailable, _redis, broker_epoch
+from workers.client import QueueUnavailable, broker_epoch
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +126,7 @@ def publish(redis_url: str, run_id: str, message: dict) -> bool:
     """Send a message on the run's channel; False when Redis is unreachable (pages then
     fall back to polling the record)."""
     try:
-        _redis(redis_url).publish(channel(run_id), json.dumps({"id": run_id, **message}))
+        redisconn.connect(redis_url).publish(channel(run_id), json.dumps({"id": run_id, **message}))
     except redis.RedisError as exc:
         log.warning("training run %s: event not published: %s", run_id, exc)
         return False
@@ -164,7 +163,7 @@ def no_worker_warning(celery: Celery) -> str | None:
     """Why submitted runs would wait, when no worker listens on the training queue (read
     from Redis, at most every few seconds); None when one does or Redis cannot tell."""
     url = celery.conf.sieve.redis_url
-    count = consumers.cached_listening(_redis(url), url, TRAINING_QUEUE)
+    count = consumers.cached_listening(redisconn.connect(url), url, TRAINING_QUEUE)
     return consumers.NO_TRAINING_WORKER if count == 0 else None
 
 
@@ -196,7 +195,7 @@ def fail_stale_runs(db: Database, stale_after: float, redis_url: str | None = No
 
 def get_run(db: Database, run_id: str, stale_after: float | None = None) -> TrainingRun | None:
     """One run (None if unknown), after marking it failed if its worker has died."""
-    stale_after = stale_after or load_service_settings().training_stale_after
+    stale_after = stale_after or get_settings().training_stale_after
     run = db.get_training_run(run_id)
     if run is not None and not run.final:
         fail_stale_runs(db, stale_after)
@@ -207,7 +206,7 @@ def get_run(db: Database, run_id: str, stale_after: float | None = None) -> Trai
 def list_runs(db: Database, limit: int = 50, user_id: int | None = None,
               stale_after: float | None = None) -> list[TrainingRun]:
     """The newest runs first, stale ones already marked failed."""
-    fail_stale_runs(db, stale_after or load_service_settings().training_stale_after)
+    fail_stale_runs(db, stale_after or get_settings().training_stale_after)
     return db.list_training_runs(limit, user_id)
 
 
@@ -223,7 +222,7 @@ def cancel_run(celery: Celery, db: Database, run_id: str) -> TrainingRun | None:
     redis_url = celery.conf.sieve.redis_url
     if not run.final:
         try:
-            _redis(redis_url).set(cancel_key(run_id), "1", ex=7 * 24 * 3600)
+            redisconn.connect(redis_url).set(cancel_key(run_id), "1", ex=7 * 24 * 3600)
         except redis.RedisError as exc:
             # The worker also sees cancel_requested at its next heartbeat.
             log.warning("training run %s: cancel flag not set on Redis: %s", run_id, exc)

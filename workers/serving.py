@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 import torch
 from PIL import Image
 
-from training.images import ImageError
+from sieve.images import ImageError
+from sieve.store import Store, StoreError, open_store
 from training.predict import Predictor
-from training.store import Store, StoreError, open_store
 from workers import metrics
 from workers.batching import MicroBatcher
 

@@ -20,13 +20,13 @@ import time
 import redis
 import sqlalchemy.exc
 
+from sieve import redisconn, registry
 from sieve.database import Database
 from sieve.models import CANCELLED, DONE, FAILED, RUNNING, TrainingRun
-from training import checkpoint, options, registry, train
+from sieve.store import StoreError, open_store
+from training import checkpoint, options, train
 from training.data import DataError
 from training.engine import Budget
-from training.store import StoreError, open_store
-from workers.client import _redis
 from workers.runs import announce, cancel_key, publish, train_argv
 
 log = logging.getLogger("training.job")
@@ -109,7 +109,7 @@ class Reporter(train.Progress):
     def _cancel_flag(self) -> bool:
         """The Redis key `cancel_run` sets; an unreachable Redis leaves it to the heartbeat."""
         try:
-            return bool(_redis(self.redis_url).exists(cancel_key(self.run_id)))
+            return bool(redisconn.connect(self.redis_url).exists(cancel_key(self.run_id)))
         except redis.RedisError:
             return False  # the heartbeat still reads cancel_requested from the record
 

@@ -17,13 +17,13 @@ import sqlalchemy.exc
 from celery import Celery, shared_task
 from celery.signals import worker_init, worker_ready, worker_shutdown
 
-from sieve import consumers
+from sieve import consumers, redisconn
 from sieve.database import Database
 from sieve.deployments import DEPLOY_TASK
 from sieve.queues import TRAINING_QUEUE
 from workers import trainer
 from workers.celery_app import TRAIN_TASK
-from workers.client import QueueUnavailable, _redis
+from workers.client import QueueUnavailable
 from workers.runs import fail_stale_runs, resend_lost_runs
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def _record_consumer(client: redis.Redis, worker: str, queues: list[str]) -> Non
 def _announce_queues(sender, **_kwargs) -> None:
     """Every worker says which queues it consumes, so that the web tier can tell when
     nobody listens on one (a training run would wait for ever)."""
-    client = _redis(sender.app.conf.sieve.redis_url)
+    client = redisconn.connect(sender.app.conf.sieve.redis_url)
     queues = sorted(queue.name for queue in sender.task_consumer.queues)
     _state["consumer"] = (client, sender.hostname, queues)
     _record_consumer(client, sender.hostname, queues)

@@ -24,7 +24,7 @@ from celery import Celery, shared_task
 from celery.signals import worker_ready, worker_shutdown
 
 from sieve import webhooks
-from sieve.config import ServiceSettings
+from sieve.config import Settings
 from sieve.database import Database, Deliveries
 from sieve.models import iso, utcnow
 from workers.celery_app import WEBHOOK_TASK
@@ -65,7 +65,7 @@ def post(target: webhooks.Target, headers: dict, body: bytes, timeout: float
     return HTTP_ERROR, response.status, f"answered {response.status}"
 
 
-def deliver(deliveries: Deliveries, settings: ServiceSettings, delivery_id: int,
+def deliver(deliveries: Deliveries, settings: Settings, delivery_id: int,
             attempts: int) -> str | None:
     """One attempt at a claimed delivery (`attempts` made before it), recorded; its
     outcome, or None when there is nothing to do (delivered or given up already, or
@@ -96,7 +96,7 @@ def deliver(deliveries: Deliveries, settings: ServiceSettings, delivery_id: int,
     return outcome
 
 
-def _next(outcome: str, number: int, created_at, settings: ServiceSettings):
+def _next(outcome: str, number: int, created_at, settings: Settings):
     """The delivery's state after an attempt, and when the next one is due."""
     if outcome == DELIVERED:
         return webhooks.DELIVERED, None
@@ -109,7 +109,7 @@ def _next(outcome: str, number: int, created_at, settings: ServiceSettings):
     return webhooks.PENDING, due
 
 
-def relay_once(celery: Celery, deliveries: Deliveries, settings: ServiceSettings) -> int:
+def relay_once(celery: Celery, deliveries: Deliveries, settings: Settings) -> int:
     """Claim the due deliveries and send a task for each; how many were sent."""
     lease = 2 * settings.webhook_timeout + 30
     claimed = deliveries.claim_due(lease)
@@ -121,7 +121,7 @@ def relay_once(celery: Celery, deliveries: Deliveries, settings: ServiceSettings
 class Relay(threading.Thread):
     """The relay loop, as a daemon thread of a webhooks worker."""
 
-    def __init__(self, celery: Celery, deliveries: Deliveries, settings: ServiceSettings):
+    def __init__(self, celery: Celery, deliveries: Deliveries, settings: Settings):
         super().__init__(daemon=True, name="webhook-relay")
         self.celery, self.deliveries, self.settings = celery, deliveries, settings
         self.stopped = threading.Event()
@@ -137,7 +137,7 @@ class Relay(threading.Thread):
                 log.warning("webhook relay pass skipped: %s", exc)
 
 
-def _deliveries(settings: ServiceSettings) -> Deliveries:
+def _deliveries(settings: Settings) -> Deliveries:
     """This process's Deliveries, created on first use."""
     with _lock:
         if "deliveries" not in _state:

@@ -9,7 +9,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from training.config import Settings
+from sieve.config import Settings
 from training.data.dataset import DataError, DataSet
 from training.data.downloads import download
 from training.data.folders import load_image_folder

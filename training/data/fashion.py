@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.config import Settings, load_settings
+from sieve.config import Settings, get_settings
 from training.data.dataset import DataError, DataSet, Split
 from training.data.downloads import download
 from training.preprocess import FASHION_MNIST
@@ -54,7 +54,7 @@ def load_fashion_mnist(
     content; None skips verification.
     """
     if directory is None:
-        settings = settings or load_settings()
+        settings = settings or get_settings()
         directory = _fashion_folder(settings, url or settings.data_url, download, checksums)
     arrays, hashes = {}, []
     for name in FASHION_SHA256:

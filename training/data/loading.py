@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from training.config import Settings, load_settings
+from sieve.config import Settings, get_settings
 from training.data.archives import archive_stem, load_archive
 from training.data.dataset import DataSet
 from training.data.fashion import _has_fashion_files, load_fashion_mnist
@@ -23,7 +23,7 @@ def load_dataset(
 
     `val_size` and `seed` apply to Fashion-MNIST only; `image_size` to image folders only.
     """
-    settings = settings or load_settings()
+    settings = settings or get_settings()
     if data_dir is not None:
         folder = Path(data_dir)
         if _has_fashion_files(folder):

@@ -28,11 +28,11 @@ from pathlib import Path
 
 import botocore.exceptions
 
-from training.cli import HelpFormatter
+from sieve.cli import HelpFormatter
+from sieve.store import StoreError, open_store
 from training.sagemaker import endpoints, jobs, release
 from training.sagemaker.config import SageMakerError, SageMakerSettings, load_sagemaker_settings
 from training.sagemaker.package import build_model_archive
-from training.store import StoreError, open_store
 
 
 def _common(parser: argparse.ArgumentParser, settings: SageMakerSettings) -> None:

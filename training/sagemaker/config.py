@@ -1,14 +1,10 @@
-"""SageMaker settings, read from the environment (and `.env`) like every other setting."""
+"""SageMaker settings: the SAGEMAKER_* section of Sieve's settings, with what follows from them."""
 
-import os
 import re
 from dataclasses import dataclass
 
-from training.config import load_settings
+from sieve.config import get_settings
 
-DEFAULT_REGION = "us-east-1"
-DEFAULT_INSTANCE_TYPE = "ml.m5.large"
-DEFAULT_ENDPOINT = "sieve"
 # The AWS Deep Learning Container the default image URIs name (PyTorch, CPU, Python 3.12).
 PYTORCH_VERSION = "2.6"
 PYTHON_VERSION = "py312"
@@ -77,19 +73,18 @@ def _default_s3_url(model_store_url: str) -> str | None:
 
 
 def load_sagemaker_settings() -> SageMakerSettings:
-    """Settings from the environment; every field but the role has a default."""
-    base = load_settings()
-    env = os.environ
-    instance = env.get("SAGEMAKER_INSTANCE_TYPE") or DEFAULT_INSTANCE_TYPE
+    """The process's SageMaker settings (`sieve.config`); every field but the role has a
+    default."""
+    settings = get_settings()
+    section = settings.sagemaker
     return SageMakerSettings(
-        role_arn=env.get("SAGEMAKER_ROLE_ARN") or None,
-        region=(env.get("SAGEMAKER_REGION") or env.get("AWS_REGION")
-                or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION),
-        instance_type=instance,
-        training_instance_type=env.get("SAGEMAKER_TRAINING_INSTANCE_TYPE") or instance,
-        image_uri=env.get("SAGEMAKER_IMAGE_URI") or None,
-        training_image_uri=env.get("SAGEMAKER_TRAINING_IMAGE_URI") or None,
-        s3_url=env.get("SAGEMAKER_S3_URL") or _default_s3_url(base.model_store_url),
-        endpoint_name=env.get("SAGEMAKER_ENDPOINT_NAME") or DEFAULT_ENDPOINT,
-        aws_endpoint_url=base.aws_endpoint_url,
+        role_arn=section.role_arn,
+        region=section.region,
+        instance_type=section.instance_type,
+        training_instance_type=section.training_instance_type,
+        image_uri=section.image_uri,
+        training_image_uri=section.training_image_uri,
+        s3_url=section.s3_url or _default_s3_url(settings.model_store_url),
+        endpoint_name=section.endpoint_name,
+        aws_endpoint_url=settings.aws_endpoint_url,
     )

@@ -24,7 +24,7 @@ import tempfile
 from argparse import Namespace
 from pathlib import Path
 
-from training.store import ModelStore
+from sieve.store import ModelStore
 
 
 def in_training_job(environ=os.environ) -> bool:

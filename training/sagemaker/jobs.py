@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sieve.store import CARD, MANIFEST, Store
 from training.sagemaker.config import SageMakerError, SageMakerSettings
 from training.sagemaker.endpoints import Clients, split_s3, stamp, upload
 from training.sagemaker.package import (
@@ -21,7 +22,6 @@ from training.sagemaker.package import (
     build_source_archive,
     safe_extract,
 )
-from training.store import CARD, MANIFEST, Store
 
 FINISHED = {"Completed", "Failed", "Stopped"}
 

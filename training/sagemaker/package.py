@@ -7,14 +7,14 @@
     sieve-package.json                 what is inside: models, versions, where from
     code/inference.py                  model_fn, input_fn, predict_fn, output_fn
     code/requirements.txt              what the container must add (pinned like ours)
-    code/training/...                  the modules inference imports, preprocessing included
+    code/training/..., code/sieve/...  the modules inference imports, preprocessing included
 
 `sourcedir.tar.gz` (what a training job runs), unpacked by the container into its code
 folder, which runs `python sieve_train.py --key value ...` there:
 
     sieve_train.py                     the entry script (training/sagemaker/entry.py)
     requirements.txt                   what the container must add (pinned like ours)
-    training/...                       the modules the entry script imports
+    training/..., sieve/...            the modules the entry script imports
 
 Which modules go in is worked out from the imports: starting from the entry file (the
 handler, the entry script), every import of a project module, at the top of a module or
@@ -34,8 +34,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from training.config import ROOT
-from training.store import CARD, Store
+from sieve.config import ROOT
+from sieve.store import CARD, Store
 
 PACKAGE_INFO = "sieve-package.json"
 HANDLER = Path(__file__).with_name("inference.py")

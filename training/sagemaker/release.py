@@ -9,10 +9,10 @@ classifier the workers serve, with the served filter in front when there is a fi
 import shutil
 from collections.abc import Callable
 
+from sieve.store import Store, open_store
 from training.sagemaker import endpoints
 from training.sagemaker.config import SageMakerSettings, load_sagemaker_settings
 from training.sagemaker.package import build_model_archive, temporary_archive
-from training.store import Store, open_store
 
 
 def deploy_registered(clients: endpoints.Clients, settings: SageMakerSettings, store: Store,

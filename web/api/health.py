@@ -7,10 +7,10 @@ import redis
 from flask import Blueprint
 from sqlalchemy.exc import SQLAlchemyError
 
-from training.store import StoreError
+from sieve import redisconn
+from sieve.store import StoreError
 from web.api.models import store, workers_serving
 from web.services import services
-from workers.client import _redis
 
 health = Blueprint("health", __name__)
 
@@ -26,7 +26,7 @@ def healthz():
 def _broker() -> str | None:
     """None when the broker answers a ping, else why not."""
     try:
-        _redis(services().settings.broker_url).ping()
+        redisconn.connect(services().settings.broker_url).ping()
     except redis.RedisError as exc:
         return f"the broker does not answer: {exc}"
     return None

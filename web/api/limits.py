@@ -14,10 +14,10 @@ import time
 import redis
 from flask import current_app
 
+from sieve import redisconn
 from sieve.queues import SERVING_QUEUES
 from web.api.errors import fail
 from web.services import services
-from workers.client import _redis
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def check_rate(token_id: int) -> None:
     window = int(now // seconds)
     key = f"sieve:ratelimit:{token_id}:{window}"
     try:
-        client = _redis(services().settings.redis_url)
+        client = redisconn.connect(services().settings.redis_url)
         count, _ = client.pipeline().incr(key).expire(key, seconds + 1).execute()
     except redis.RedisError as exc:
         # Without Redis nothing can be queued either; the limit is not what to fail on.
@@ -58,7 +58,7 @@ def check_rate(token_id: int) -> None:
 
 def queue_depth() -> int:
     """Messages waiting in the serving queues (filter and classify) on the broker."""
-    client = _redis(services().settings.broker_url)
+    client = redisconn.connect(services().settings.broker_url)
     pipe = client.pipeline()
     for queue in SERVING_QUEUES:
         pipe.llen(queue)

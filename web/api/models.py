@@ -6,8 +6,8 @@ import redis
 from flask import current_app, g
 
 from sieve.modelchanges import by_model, read_reports
-from training.registry import history, list_models, promote, rollback, show
-from training.store import NAME_PATTERN, PRODUCTION, Store, StoreError, open_store
+from sieve.registry import history, list_models, promote, rollback, show
+from sieve.store import NAME_PATTERN, PRODUCTION, Store, StoreError, open_store
 from web.api import bp
 from web.api.errors import fail
 from web.api.tokens import TRAIN, require_admin, require_token

@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 document of the API, written by hand to match the views (the tests run
 the whole API against it with schemathesis)."""
 
+from sieve.config import MODELS, OPTIMIZERS
 from sieve.models import PIPELINES, STATES
-from training.config import MODELS, OPTIMIZERS
 
 NULLABLE_STRING = {"type": ["string", "null"]}
 NULLABLE_NUMBER = {"type": ["number", "null"]}

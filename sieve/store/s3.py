@@ -33,15 +33,15 @@ import boto3.exceptions
 import botocore.exceptions
 from botocore.config import Config
 
-from training.store import (
+from sieve.store.base import (
     ALIASES,
     MANIFEST,
     VERSION_PATTERN,
     Store,
     StoreError,
-    _never_trained,
     check_name,
     empty_aliases,
+    never_trained,
     stage,
     verify,
     version_number,
@@ -209,7 +209,7 @@ class S3Store(Store):
         """A verified local copy of a version (the latest when version is None)."""
         version = version or self.latest(name)
         if version is None:
-            raise _never_trained(name)
+            raise never_trained(name)
         manifest = self._manifest(name, version)
         folder = self.cache / name / version
         if (folder / MANIFEST).is_file() and (folder / MANIFEST).read_bytes() == manifest:

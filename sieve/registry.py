@@ -7,13 +7,13 @@ change is appended to the model's history. Workers serve the `production` versio
 the alias is set, else the latest version.
 
 Examples:
-  python -m training.registry list                          # models, versions, aliases
-  python -m training.registry show classifier               # the served version's card
-  python -m training.registry show classifier v3
-  python -m training.registry promote classifier v3         # production -> v3
-  python -m training.registry promote filter v2 --alias staging
-  python -m training.registry rollback classifier           # production -> what it was
-  python -m training.registry history classifier
+  python -m sieve.registry list                             # models, versions, aliases
+  python -m sieve.registry show classifier                  # the served version's card
+  python -m sieve.registry show classifier v3
+  python -m sieve.registry promote classifier v3            # production -> v3
+  python -m sieve.registry promote filter v2 --alias staging
+  python -m sieve.registry rollback classifier              # production -> what it was
+  python -m sieve.registry history classifier
 """
 
 import argparse
@@ -21,9 +21,9 @@ import json
 import sys
 from datetime import UTC, datetime
 
+from sieve.cli import HelpFormatter
 from sieve.deployments import request_deployment
-from training.cli import HelpFormatter
-from training.store import PRODUCTION, Store, StoreError, check_name, open_store
+from sieve.store import PRODUCTION, Store, StoreError, check_name, open_store
 
 # The test-set figure that ranks versions of each model (higher is better).
 HEADLINE = {"classifier": "test_accuracy", "filter": "held_out_auroc"}
@@ -187,7 +187,7 @@ def promote_if_better(name: str, version: str, alias: str = PRODUCTION,
 def get_args_parser() -> argparse.ArgumentParser:
     """list, show, promote, rollback and history."""
     parser = argparse.ArgumentParser(
-        prog="python -m training.registry", description=__doc__.split("\n\n")[0],
+        prog="python -m sieve.registry", description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("\n\n", 1)[1], formatter_class=HelpFormatter)
     parser.add_argument("--model-store", default=None,
                         help="store URL (default: MODEL_STORE_URL, or var/models)")

@@ -1,19 +1,19 @@
-"""Write the sample images of the upload page: `python -m web.make_samples`.
+"""Write the sample images of the upload page: `python -m training.samples`.
 
 Five Fashion-MNIST test images (the first of each chosen class) and one picture that is
 not clothing, as small PNGs under web/static/samples. Needs the data set (see
-docs/training.md); the web tier itself only serves the files.
+docs/training.md); the web tier only serves the files.
 """
 
 import io
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from sieve.config import ROOT
 from training.data import load_dataset
 
-FOLDER = Path(__file__).parent / "static" / "samples"
+FOLDER = ROOT / "web" / "static" / "samples"
 CLASSES = ("Ankle boot", "Trouser", "Bag", "Sneaker", "Dress")
 
 
