@@ -90,10 +90,35 @@ def _flatten(image: Image.Image, mode: str) -> Image.Image:
     return image.convert(mode)
 
 
+def _ring(array: np.ndarray) -> np.ndarray:
+    """The outermost ring of pixels, as a flat array."""
+    return np.concatenate([array[0], array[-1], array[1:-1, 0], array[1:-1, -1]])
+
+
 def _background(array: np.ndarray) -> float:
     """The background level: the median of the outermost ring of pixels."""
-    ring = np.concatenate([array[0], array[-1], array[1:-1, 0], array[1:-1, -1]])
-    return float(np.median(ring))
+    return float(np.median(_ring(array)))
+
+
+def _background_plane(array: np.ndarray) -> np.ndarray:
+    """The background level at every pixel of a light-object-on-dark image: a plane fitted
+    to the outermost ring, so that light falling off across a picture is levelled too.
+
+    The object can touch the border; its pixels lie above the background, so the fit is
+    repeated without the ring pixels that stand clearly above the plane.
+    """
+    h, w = array.shape
+    y, x = np.mgrid[0:h, 0:w]
+    values = _ring(array).astype(np.float64)
+    design = np.stack([np.ones_like(values), _ring(x) / w, _ring(y) / h], axis=1)
+    keep = values <= np.median(values) + TRIM_THRESHOLD
+    for _ in range(4):
+        coef = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
+        residual = values - design @ coef
+        spread = 1.4826 * np.median(np.abs(residual[keep]))
+        keep = residual <= max(3 * spread, TRIM_THRESHOLD / 2)
+    plane = coef[0] + coef[1] * (x / w) + coef[2] * (y / h)
+    return np.clip(plane, 0, 254).astype(np.float32)
 
 
 def _canonical_gray(image: Image.Image, prep: Preprocessing) -> np.ndarray:
@@ -105,10 +130,12 @@ def _canonical_gray(image: Image.Image, prep: Preprocessing) -> np.ndarray:
         background = 255 - background
     if array.shape == (prep.size, prep.size):
         return array[None].copy()
-    if background > 0:
-        # Stretch so that the background becomes black, as in the data set.
-        levelled = (array.astype(np.float32) - background) * (255.0 / (255.0 - background))
-        array = np.clip(levelled, 0, 255).astype(np.uint8)
+    # Level so that the background becomes black, as in the data set, and a garment's
+    # brightest pixel keeps its level even where the light falls off.
+    plane = _background_plane(array)
+    if plane.max() > 0:
+        levelled = (array.astype(np.float32) - plane) * (255.0 / (255.0 - plane))
+        array = np.clip(np.rint(levelled), 0, 255).astype(np.uint8)
     array = _stretch(array)
     if not prep.trim:
         return _fit(Image.fromarray(array), prep.size)[None]
