@@ -108,16 +108,18 @@ def _background_plane(array: np.ndarray) -> np.ndarray:
     repeated without the ring pixels that stand clearly above the plane.
     """
     h, w = array.shape
-    y, x = np.mgrid[0:h, 0:w]
+    across, down = np.arange(w) / w, np.arange(h) / h
     values = _ring(array).astype(np.float64)
-    design = np.stack([np.ones_like(values), _ring(x) / w, _ring(y) / h], axis=1)
+    xs = np.concatenate([across, across, np.zeros(h - 2), np.full(h - 2, across[-1])])
+    ys = np.concatenate([np.zeros(w), np.full(w, down[-1]), down[1:-1], down[1:-1]])
+    design = np.stack([np.ones_like(values), xs, ys], axis=1)
     keep = values <= np.median(values) + TRIM_THRESHOLD
     for _ in range(4):
         coef = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
         residual = values - design @ coef
         spread = 1.4826 * np.median(np.abs(residual[keep]))
         keep = residual <= max(3 * spread, TRIM_THRESHOLD / 2)
-    plane = coef[0] + coef[1] * (x / w) + coef[2] * (y / h)
+    plane = coef[0] + coef[1] * across[None, :] + coef[2] * down[:, None]
     return np.clip(plane, 0, 254).astype(np.float32)
 
 
