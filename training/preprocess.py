@@ -4,8 +4,9 @@ Training data and uploads go through the same two steps:
 
 1. `to_canonical` turns a decoded image into the data set's own form, a uint8 array of
    shape (C, size, size). For the Fashion-MNIST preset that means grayscale, a light
-   object on a dark background, trimmed to the object and centred, with the longest
-   side filling the frame (the steps the data set's authors used on product photos).
+   object on a black background (levelled even where the light falls off across a
+   photo), trimmed to the object and centred, with the longest side filling the frame
+   (the steps the data set's authors used on product photos).
 2. `to_tensor` scales and normalises a batch of canonical arrays into float tensors.
 
 An image that is already in canonical form (the right size and mode, dark background)
