@@ -45,6 +45,13 @@ def test_evaluation_set_is_deterministic(fashion_test_images):
     assert alone == uploads.render(fashion_test_images[5], "rotated", seed=0, index=5)
 
 
+def test_training_renders_every_kind_but_plain_and_blur_most():
+    """Training renders each kind that changes the picture; blurred ones twice as often."""
+    counts = {kind: uploads.TRAIN_KINDS.count(kind) for kind in uploads.TRAIN_KINDS}
+    assert set(counts) == set(uploads.KINDS) - {"plain"}
+    assert counts.pop("blur_noise") == 2 and set(counts.values()) == {1}
+
+
 def test_training_renders_are_capped_in_size(fashion_test_images):
     """max_side bounds the picture (training renders small ones)."""
     data = uploads.render(fashion_test_images[0], "product_photo", seed=0, index=0,

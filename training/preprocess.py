@@ -4,8 +4,9 @@ Training data and uploads go through the same two steps:
 
 1. `to_canonical` turns a decoded image into the data set's own form, a uint8 array of
    shape (C, size, size). For the Fashion-MNIST preset that means grayscale, a light
-   object on a dark background, trimmed to the object and centred, with the longest
-   side filling the frame (the steps the data set's authors used on product photos).
+   object on a black background (levelled even where the light falls off across a
+   photo), trimmed to the object and centred, with the longest side filling the frame
+   (the steps the data set's authors used on product photos).
 2. `to_tensor` scales and normalises a batch of canonical arrays into float tensors.
 
 An image that is already in canonical form (the right size and mode, dark background)
@@ -90,10 +91,37 @@ def _flatten(image: Image.Image, mode: str) -> Image.Image:
     return image.convert(mode)
 
 
+def _ring(array: np.ndarray) -> np.ndarray:
+    """The outermost ring of pixels, as a flat array."""
+    return np.concatenate([array[0], array[-1], array[1:-1, 0], array[1:-1, -1]])
+
+
 def _background(array: np.ndarray) -> float:
     """The background level: the median of the outermost ring of pixels."""
-    ring = np.concatenate([array[0], array[-1], array[1:-1, 0], array[1:-1, -1]])
-    return float(np.median(ring))
+    return float(np.median(_ring(array)))
+
+
+def _background_plane(array: np.ndarray) -> np.ndarray:
+    """The background level at every pixel of a light-object-on-dark image: a plane fitted
+    to the outermost ring, so that light falling off across a picture is levelled too.
+
+    The object can touch the border; its pixels lie above the background, so the fit is
+    repeated without the ring pixels that stand clearly above the plane.
+    """
+    h, w = array.shape
+    across, down = np.arange(w) / w, np.arange(h) / h
+    values = _ring(array).astype(np.float64)
+    xs = np.concatenate([across, across, np.zeros(h - 2), np.full(h - 2, across[-1])])
+    ys = np.concatenate([np.zeros(w), np.full(w, down[-1]), down[1:-1], down[1:-1]])
+    design = np.stack([np.ones_like(values), xs, ys], axis=1)
+    keep = values <= np.median(values) + TRIM_THRESHOLD
+    for _ in range(4):
+        coef = np.linalg.lstsq(design[keep], values[keep], rcond=None)[0]
+        residual = values - design @ coef
+        spread = 1.4826 * np.median(np.abs(residual[keep]))
+        keep = residual <= max(3 * spread, TRIM_THRESHOLD / 2)
+    plane = coef[0] + coef[1] * across[None, :] + coef[2] * down[:, None]
+    return np.clip(plane, 0, 254).astype(np.float32)
 
 
 def _canonical_gray(image: Image.Image, prep: Preprocessing) -> np.ndarray:
@@ -105,10 +133,12 @@ def _canonical_gray(image: Image.Image, prep: Preprocessing) -> np.ndarray:
         background = 255 - background
     if array.shape == (prep.size, prep.size):
         return array[None].copy()
-    if background > 0:
-        # Stretch so that the background becomes black, as in the data set.
-        levelled = (array.astype(np.float32) - background) * (255.0 / (255.0 - background))
-        array = np.clip(levelled, 0, 255).astype(np.uint8)
+    # Level so that the background becomes black, as in the data set, and a garment's
+    # brightest pixel keeps its level even where the light falls off.
+    plane = _background_plane(array)
+    if plane.max() > 0:
+        levelled = (array.astype(np.float32) - plane) * (255.0 / (255.0 - plane))
+        array = np.clip(np.rint(levelled), 0, 255).astype(np.uint8)
     array = _stretch(array)
     if not prep.trim:
         return _fit(Image.fromarray(array), prep.size)[None]

@@ -70,8 +70,10 @@ KINDS: dict[str, Rendering] = {r.name: r for r in (
     Rendering("uneven_light", side=(100, 300), margin=(0.05, 0.15), lighting=(0.15, 0.35),
               light_background=1.0, jpeg=(85, 95)),
 )}
-# Kinds that change the picture, not only its encoding: what training renders.
-TRAIN_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k != "plain")
+# Kinds that change the picture, not only its encoding: what training renders, in turn.
+# Blurred pictures lose the fine texture that tells clothing from smooth outliers (blobs,
+# clouds, blurred shapes), so they come up twice as often as the others.
+TRAIN_KINDS: tuple[str, ...] = (*(k for k in KINDS if k != "plain"), "blur_noise")
 # Largest garment side of training renders (small: faster, and alike once at 28x28).
 TRAIN_SIDE = 84
 

@@ -6,9 +6,9 @@ background (like an MNIST digit fed straight in) or drawn as an upload (ink on p
 photo crop) and passed through `training.preprocess.to_canonical`, the path every upload
 takes. Nothing is downloaded: fonts, photos and digits come from installed packages.
 
-The kinds live by family (`glyphs`, `drawings`, `pictures`, `synthetic`, `charts`) on the
-shared canvas (`canvas`); `dataset` names them and builds the set; `provenance` lists
-where their pictures come from. Usage::
+The kinds live by family (`glyphs`, `drawings`, `diagrams`, `pictures`, `synthetic`,
+`charts`) on the shared canvas (`canvas`); `dataset` names them and builds the set;
+`provenance` lists where their pictures come from. Usage::
 
     python -m training.outliers --preview outliers.png
 """

@@ -12,6 +12,7 @@ import torch
 
 from training.outliers.canvas import Kind, _mpl
 from training.outliers.charts import charts
+from training.outliers.diagrams import diagrams
 from training.outliers.drawings import _scribbles, _shapes
 from training.outliers.glyphs import (
     DIGITS,
@@ -45,6 +46,7 @@ KINDS: dict[str, Kind] = {
     "text": _text,
     "scribbles": _scribbles,
     "shapes": _shapes,
+    "diagrams": diagrams,
     "icons": _icons,
     "photos": _photos,
     "scientific": _scientific,
@@ -60,8 +62,8 @@ KINDS: dict[str, Kind] = {
 }
 # Held out: real handwriting (training only sees font digits made to look handwritten),
 # faces and a second source of photographs, periodic patterns (no synthetic training
-# kind is periodic; bricks come closest) and charts (plots, bars and pies, neither
-# glyphs nor digits). They measure generalisation only.
+# kind is periodic; bricks come closest) and charts (plots, bars and pies on axes, neither
+# glyphs nor digits; `diagrams` trains on other line art). They measure generalisation only.
 HELD_OUT_KINDS: tuple[str, ...] = (
     "sklearn_digits",
     "faces",
