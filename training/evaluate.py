@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 from training import checkpoint, filtering, uploads
+from training.cli import HelpFormatter
 from training.data import DataError, load_dataset
 from training.metrics import confusion_matrix, per_class_accuracy
 from training.predict import Predictor
 from training.store import StoreError, open_store
-from training.train import HelpFormatter
 
 log = logging.getLogger("training")
 

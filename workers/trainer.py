@@ -22,7 +22,7 @@ import sqlalchemy.exc
 
 from sieve.database import Database
 from sieve.models import CANCELLED, DONE, FAILED, RUNNING, TrainingRun
-from training import checkpoint, registry, train
+from training import checkpoint, options, registry, train
 from training.data import DataError
 from training.engine import Budget
 from training.store import StoreError, open_store
@@ -48,7 +48,7 @@ class Reporter(train.Progress):
 
     def __init__(self, db: Database, redis_url: str, run: TrainingRun):
         self.db, self.redis_url, self.run_id = db, redis_url, run.id
-        defaults = train.MODEL_DEFAULTS[run.model]
+        defaults = options.MODEL_DEFAULTS[run.model]
         self.lock = threading.Lock()
         self.cancelled, self.lost = threading.Event(), threading.Event()
         self.started = time.monotonic()
