@@ -57,5 +57,6 @@ def write_state_dict(path: Path, name: str = "resnet18", seed: int = 0) -> Path:
     """An ImageNet-shaped state dict of torchvision's `name` (random weights), as
     `torch.save(model.state_dict())` writes a downloaded one."""
     torch.manual_seed(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(models.get_model(name, weights=None).state_dict(), path)
     return path

@@ -8,9 +8,16 @@ import torch
 from tests.photos import write_state_dict
 from training import backbones, checkpoint, train
 from training.augment import PhotoAugment, augmentation
+from training.config import ARCHS
 from training.engine import Augment
-from training.models import architecture, build_model, create
+from training.models import ARCH_OPTIONS, architecture, build_model, create
 from training.preprocess import FASHION_MNIST, folder_preprocessing
+from training.store import ModelStore
+
+
+def test_training_runs_offer_the_networks_the_cli_builds():
+    """Training runs (torch-free) check `arch` against the names `--arch` takes."""
+    assert tuple(ARCH_OPTIONS) == ARCHS
 
 
 @pytest.mark.parametrize("name", sorted(backbones.BACKBONES))
@@ -108,3 +115,18 @@ def test_photo_augmentation_follows_its_generator():
     assert first.shape == images.shape and first.dtype == torch.uint8
     assert torch.equal(first, augment(images, torch.Generator().manual_seed(1)))
     assert not torch.equal(first, augment(images, torch.Generator().manual_seed(2)))
+
+
+def test_published_model_lends_its_backbone(tmp_path):
+    """--weights store:<model>/<version>: the backbone of a published version (a training
+    run may name no path on the worker, but may name this)."""
+    arch = architecture(3, 1, name="resnet18")
+    published = build_model(arch)
+    checkpoint.save(tmp_path / "model.pt", published, architecture=arch)
+    store = ModelStore(tmp_path / "store")
+    store.publish("filter", {"model.pt": tmp_path / "model.pt"}, {"name": "filter"})
+    args = train.get_args_parser().parse_args(
+        ["--weights", "store:filter/v1", "--model-store", str(store.root)])
+    model = create(architecture(3, 4, name="resnet18"), train.resolve_weights(args))
+    assert torch.equal(model.conv1.weight, published.conv1.weight)
+    assert model.fc.weight.shape == (4, 512)

@@ -13,6 +13,8 @@ FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/
 # What can be trained, and with which optimizers (shared by the CLI and training runs).
 MODELS = ("classifier", "filter")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+# Networks `--arch` names: the small CNN and the torchvision backbones (training.models).
+ARCHS = ("cnn", "resnet18", "mobilenet_v3_small")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from training import backbones
 
 CNN = "sieve-cnn"
 ARCHITECTURES = (CNN, *backbones.BACKBONES)
-# The names `--arch` takes, for the architecture names above.
+# The names `--arch` takes (config.ARCHS, read by training runs without torch), for the
+# architecture names above.
 ARCH_OPTIONS = {"cnn": CNN, **{name: name for name in backbones.BACKBONES}}
 
 

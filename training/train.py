@@ -159,7 +159,7 @@ def run_training(args: argparse.Namespace, data: DataSet, workdir: Path,
         val, classes = data.val, data.classes
     arch = architecture(prep.channels, 1 if is_filter else len(classes), args.width,
                         name=ARCH_OPTIONS[args.arch])
-    model = create(arch, _weights(args), args.freeze_backbone)
+    model = create(arch, resolve_weights(args), args.freeze_backbone)
     model = model.to(args.device).to(memory_format=torch.channels_last)
     optimizer = _optimizer(args, model)
     if args.load_weights:
@@ -182,7 +182,7 @@ def run_training(args: argparse.Namespace, data: DataSet, workdir: Path,
     return files, card
 
 
-def _weights(args: argparse.Namespace) -> str | None:
+def resolve_weights(args: argparse.Namespace) -> str | None:
     """--weights as `models.create` takes it: `store:<model>/<version or alias>` becomes the
     model.pt of that published version (its backbone, not its head, is used)."""
     if not args.weights or not args.weights.startswith("store:"):
