@@ -12,8 +12,9 @@ import torch
 
 from sieve.migrate import upgrade
 from sieve.processes import Worker
-from tests.photos import DOMAIN, make_outliers_dir, make_photo_folder, write_state_dict
+from tests.photos import write_state_dict
 from training import train
+from training.photo_folder import DOMAIN, make_outliers_dir, make_photo_folder
 from training.predict import Predictor
 from training.store import ModelStore
 from web import create_app
