@@ -7,13 +7,17 @@ comes back with its class by name."""
 import io
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from sieve.migrate import upgrade
 from sieve.processes import Worker
 from tests.photos import write_state_dict
 from training import train
+from training.data import load_dataset
+from training.models import architecture, build_model
 from training.photo_folder import DOMAIN, make_outliers_dir, make_photo_folder
 from training.predict import Predictor
 from training.store import ModelStore
@@ -42,6 +46,24 @@ def photo_domain(tmp_path_factory, fashion):
                       "--outliers-dir", str(others), "--image-size", SIZE, "--epochs", "1",
                       "--optimizer", "adam", "--model-store", str(store)]) == 0
     return {"folder": folder, "weights": weights, "store": ModelStore(store)}
+
+
+def test_a_large_photo_trains_as_it_is_served(tmp_path):
+    """No train/serve skew for photos: a large JPEG in the folder becomes the same model
+    input in the training data as in a serving worker (decoded at a reduced scale alike)."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            pixels = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+            big = Image.fromarray(pixels).resize((2400, 1800), Image.Resampling.BICUBIC)
+            big.save(folder / "photo.jpg", quality=90)
+    data = load_dataset(tmp_path / "data", image_size=64)
+    predictor = Predictor("classifier", "v0", build_model(architecture(3, 2)),
+                          {"classes": ["a", "b"]}, data.preprocessing)
+    served = predictor.canonical([(tmp_path / "data" / "train" / "a" / "photo.jpg").read_bytes()])
+    assert torch.equal(served[0], data.train.images[0])
 
 
 def _card(store: ModelStore, name: str) -> dict:

@@ -30,7 +30,7 @@ from training import outliers
 from training.data import DataError, DataSet, Split
 from training.engine import predict
 from training.metrics import auroc, threshold_for_acceptance
-from training.preprocess import ImageError, Preprocessing, load_image, to_canonical
+from training.preprocess import ImageError, Preprocessing, decode, to_canonical
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def read_outliers_dir(folder: str | Path, prep: Preprocessing) -> torch.Tensor:
         if not path.is_file() or any(p.startswith(".") for p in path.relative_to(folder).parts):
             continue
         try:
-            arrays.append(to_canonical(load_image(path.read_bytes()), prep))
+            arrays.append(to_canonical(decode(path.read_bytes(), prep), prep))
         except (ImageError, OSError):  # not an image, damaged, or unreadable: skipped
             skipped += 1
     if len(arrays) < 5:
