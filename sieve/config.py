@@ -25,6 +25,8 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # What can be trained, and with which optimizers (the training CLI, training runs, the API).
 MODELS = ("classifier", "filter")
 OPTIMIZERS = ("sgd", "adam", "adamw")
+# Networks `--arch` names: the small CNN and the torchvision backbones (training.models).
+ARCHS = ("cnn", "resnet18", "mobilenet_v3_small")
 
 YES, NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 

@@ -54,6 +54,7 @@ def test_submit_follow_log_list_and_cancel_a_run(app, admin):
 @pytest.mark.parametrize(("kwargs", "status"), [
     ({"json": {"epochs": 0}}, 422), ({"json": {"colour": "red"}}, 422),
     ({"json": {"optimizer": "rmsprop"}}, 422), ({"json": [1, 2]}, 400),
+    ({"json": {"weights": "/root/weights.pt"}}, 422), ({"json": {"arch": "vit_b_16"}}, 422),
     ({"data": "epochs=1", "content_type": "application/x-www-form-urlencoded"}, 415),
     ({"data": "{not json", "content_type": "application/json"}, 400),
 ])

@@ -116,6 +116,8 @@ RULES = [
      "trains for minutes; tests/test_train.py and tests/test_make_run.py train"),
     (r"-m training\.outliers --preview", HELP,
      "draws 60,000 pictures into the working folder; tests/test_outliers.py covers it"),
+    (r"get_state_dict\(", SKIP, "downloads pretrained weights from download.pytorch.org; "
+     "tests/test_backbones.py and tests/test_folder_domain.py write their own state dicts"),
     (r"\bpip install\b", SKIP, "installs into the reader's environment; tests/test_client.py "
      "installs the project with pip into a temporary folder and runs its commands"),
     (r"^sieve (predict|status|follow|runs|models)\b", SKIP,
@@ -260,6 +262,8 @@ SETTING_NAME = re.compile(r"^[A-Z][A-Z0-9]*(_[A-Z0-9]+)+$")
 SOURCE_PACKAGES = ("sieve", "web", "workers", "training", "sieve_client")
 # Names the code reads that are not settings of a person running Sieve, and why.
 NOT_SETTINGS = {
+    "SM_CHANNEL_BACKBONE": "set by the SageMaker training container",
+    "SM_CHANNEL_OUTLIERS": "set by the SageMaker training container",
     "SM_CHANNEL_TRAINING": "set by the SageMaker training container",
     "SM_CHANNEL_WEIGHTS": "set by the SageMaker training container",
     "SM_HPS": "set by the SageMaker training container",

@@ -18,6 +18,7 @@ from PIL import Image
 
 from sieve.store import ModelStore
 from tests.fixtures_sagemaker import cli
+from tests.photos import write_state_dict
 from training import train
 from training.sagemaker import environment
 from training.sagemaker.package import safe_extract
@@ -171,12 +172,34 @@ def test_entry_point_trains_from_channel(job_env, tmp_path):
     assert json.loads((tmp_path / "out" / "card.json").read_text()) == card
 
 
+def test_backbone_and_outliers_channels_become_options(job_env, tmp_path, monkeypatch):
+    """A job's `backbone` channel (one state dict) is --weights, its `outliers` channel the
+    filter's --outliers-dir: a torchvision backbone trains on an image-folder channel."""
+    write_state_dict(tmp_path / "backbone" / "mobilenet.pt", "mobilenet_v3_small")
+    (tmp_path / "outliers").mkdir()
+    monkeypatch.setenv("SM_CHANNEL_BACKBONE", str(tmp_path / "backbone"))
+    monkeypatch.setenv("SM_CHANNEL_OUTLIERS", str(tmp_path / "outliers"))
+    monkeypatch.setenv("SM_HPS", json.dumps({"epochs": 1, "image-size": 32, "batch-size": 8,
+                                             "arch": "mobilenet_v3_small",
+                                             "freeze-backbone": True}))
+    assert train.cli([]) == 0
+    card = json.loads((tmp_path / "model" / "card.json").read_text())
+    assert card["architecture"]["name"] == "mobilenet_v3_small"
+    assert card["training"]["weights"] == str(tmp_path / "backbone" / "mobilenet.pt")
+    assert card["training"]["freeze_backbone"] is True
+    assert card["training"]["outliers_dir"] is None  # a classifier has no use for them
+    args = train.get_args_parser().parse_args(["--model", "filter"])
+    environment.apply(args)
+    assert args.outliers_dir == tmp_path / "outliers"
+
+
 def test_submit_and_register(job_env, aws, capsys, tmp_path):
     """`train` uploads the source and creates the job; `register` publishes the job's
     model.tar.gz (here the entry point's output, put where the job writes it)."""
     assert train.cli([]) == 0
     code, out, err = cli(capsys, "train", "--data", f"s3://{aws['bucket']}/data/tiny/",
-                         "--hp", "epochs=1", "--hp", "image-size=16", "--no-wait")
+                         "--hp", "epochs=1", "--hp", "image-size=16", "--no-wait",
+                         "--outliers", f"s3://{aws['bucket']}/data/not-tiny/")
     assert code == 0, err
     name = json.loads(out[out.index("{"):])["training_job"]
     job = aws["sm"].describe_training_job(TrainingJobName=name)
@@ -184,7 +207,9 @@ def test_submit_and_register(job_env, aws, capsys, tmp_path):
     assert hps["sagemaker_program"] == "sieve_train.py" and hps["epochs"] == "1"
     assert hps["model"] == "classifier"
     assert job["AlgorithmSpecification"]["TrainingImage"].endswith("pytorch-training:2.6-cpu-py312")
-    assert job["InputDataConfig"][0]["ChannelName"] == "training"
+    assert [c["ChannelName"] for c in job["InputDataConfig"]] == ["training", "outliers"]
+    assert job["InputDataConfig"][1]["DataSource"]["S3DataSource"]["S3Uri"].endswith(
+        "/data/not-tiny/")
     bucket, key = hps["sagemaker_submit_directory"][5:].split("/", 1)
     source = tmp_path / "sourcedir.tar.gz"
     aws["s3"].download_file(bucket, key, str(source))

@@ -27,6 +27,13 @@ QUICK = {"model": "classifier", "subset": 500, "epochs": 1, "width": 4, "optimiz
     ({"lr": "fast"}, "is not a number"),
     ({"promote": "yes"}, "is not true or false"),
     ({"epoch": 3}, "unknown parameters"),
+    ({"arch": "vgg16"}, "out of range"),
+    ({"weights": "/etc/passwd"}, "out of range"),
+    ({"weights": "../models/classifier/v1/model.pt"}, "out of range"),
+    ({"weights": "store:classifier/../../etc"}, "out of range"),
+    ({"weights": "https://example.com/weights.pt"}, "out of range"),
+    ({"freeze_backbone": "on"}, "is not true or false"),
+    ({"image_size": 4}, "out of range"),
 ])
 def test_bad_parameters_are_refused(params, message):
     with pytest.raises(runs.InvalidParameters, match=message):
@@ -38,6 +45,18 @@ def test_parameters_become_the_training_command_line():
     assert clean == {"model": "classifier", "epochs": 3, "lr": 0.01, "promote": True}
     assert runs.train_argv(clean) == ["--train", "--download-data", "--model", "classifier",
                                       "--epochs", "3", "--lr", "0.01"]
+
+
+def test_backbone_parameters_become_options_and_weights_are_never_a_path():
+    """arch, weights (DEFAULT or a published model), freeze_backbone and image_size reach
+    the training command line; a flag only when it is on."""
+    clean = runs.validate({"arch": "resnet18", "weights": "DEFAULT", "freeze_backbone": True,
+                           "image_size": 96})
+    assert runs.train_argv(clean) == ["--train", "--download-data", "--model", "classifier",
+                                      "--arch", "resnet18", "--weights", "DEFAULT",
+                                      "--freeze-backbone", "--image-size", "96"]
+    clean = runs.validate({"weights": "store:classifier/production", "freeze_backbone": False})
+    assert runs.train_argv(clean)[-2:] == ["--weights", "store:classifier/production"]
 
 
 def test_run_record_changes_are_conditional(database_url):

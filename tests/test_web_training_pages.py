@@ -81,3 +81,40 @@ def test_models_cards_plots_promote_and_rollback(store_app, trained_store):
                        data={"csrf_token": csrf_token(promoted)}, follow_redirects=True)
     assert "no earlier version" in back.get_data(as_text=True)
     assert re.search(r"Served: <strong>v1</strong>", back.get_data(as_text=True))
+
+
+@pytest.fixture
+def runs_app(sqlite_url, redis_server, tmp_path):
+    """The app on an empty model store, for starting runs (no models needed)."""
+    from sieve.migrate import upgrade
+
+    upgrade(sqlite_url)
+    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret-key-0123456789",
+                      "DATABASE_URL": sqlite_url, "REDIS_URL": redis_server.url,
+                      "MODEL_STORE_URL": str(tmp_path / "models")})
+    with app.app_context():
+        create_user("admin@example.com", PASSWORD, is_admin=True)
+    yield app
+    app.extensions["sieve"].db.dispose()
+
+
+def test_a_backbone_run_from_the_page_takes_no_weights_path(runs_app):
+    """The page starts a run with a torchvision backbone, torchvision's weights and a
+    frozen backbone; weights given as a path on the worker are refused."""
+    client = runs_app.test_client()
+    _login(client, "admin@example.com")
+    page = client.get("/training").get_data(as_text=True)
+    assert 'name="arch"' in page and 'name="freeze_backbone"' in page
+    refused = client.post("/training", data={
+        "csrf_token": csrf_token(page), "model": "classifier", "arch": "resnet18",
+        "weights": "/etc/passwd"}, follow_redirects=True)
+    assert "Not started: weights=" in refused.get_data(as_text=True)
+    started = client.post("/training", data={
+        "csrf_token": csrf_token(page), "model": "classifier", "arch": "resnet18",
+        "weights": "DEFAULT", "freeze_backbone": "y", "image_size": "96"})
+    assert started.status_code == 302
+    with runs_app.app_context():
+        run = runs_app.extensions["sieve"].db.get_training_run(
+            started.headers["Location"].rsplit("/", 1)[1])
+    assert {k: run.params[k] for k in ("arch", "weights", "freeze_backbone", "image_size")} == {
+        "arch": "resnet18", "weights": "DEFAULT", "freeze_backbone": True, "image_size": 96}

@@ -43,7 +43,7 @@ def load_into(model: nn.Module, checkpoint: dict, arch: dict, classes: list[str]
     if theirs is not None and _shape(theirs) != _shape(arch):
         raise CheckpointError(
             f"{source} holds a {_describe(theirs)} but this run builds a {_describe(arch)}: "
-            "pass the matching --width and data set"
+            "pass the matching --arch, --width and data set"
         )
     if checkpoint.get("classes") is not None and list(checkpoint["classes"]) != list(classes):
         raise CheckpointError(
@@ -70,5 +70,8 @@ def _shape(arch: dict) -> tuple:
 
 def _describe(arch: dict) -> str:
     """A short human description of an architecture."""
+    if arch.get("width") is None:
+        return (f"{arch.get('name')} ({arch.get('in_channels')} input channels, "
+                f"{arch.get('num_outputs')} outputs)")
     return (f"{arch.get('name')} (width {arch.get('width')}, {arch.get('in_channels')} input "
             f"channels, {arch.get('num_outputs')} outputs)")

@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from sieve.config import MODELS, OPTIMIZERS
+from training.models import ARCH_OPTIONS
 
 # Per-model defaults, tuned on Fashion-MNIST for a 2-core CPU (docs/training.md has the
 # measurements): the classifier trains in about ten minutes, the filter in about three.
@@ -38,11 +39,23 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                            "(default: DATA_URL from the environment or .env)")
     data.add_argument("--val-size", type=int, default=5000,
                       help="Fashion-MNIST training images held out for validation")
-    data.add_argument("--image-size", type=int, default=64,
-                      help="side in pixels for image-folder data sets")
+    data.add_argument("--image-size", type=int, default=None,
+                      help="side in pixels for image-folder data sets (default: 64 with "
+                           "--arch cnn, 224 with a torchvision backbone)")
     data.add_argument("--subset", type=int, default=None,
                       help="train on the first N training images only, for quick runs "
                            "(default: all)")
+    net = parser.add_argument_group("network")
+    net.add_argument("--arch", choices=ARCH_OPTIONS, default="cnn",
+                     help="the network: Sieve's small CNN, or a torchvision backbone with "
+                          "its head replaced for the data set's classes")
+    net.add_argument("--weights", default=None,
+                     help="pretrained backbone weights: DEFAULT (or another torchvision "
+                          "weights name), fetched into the torch cache; store:<model>/<version> "
+                          "for a published model's backbone; or the path of a saved state "
+                          "dict (default: none, random weights)")
+    net.add_argument("--freeze-backbone", action="store_true",
+                     help="train the backbone's head only (with --weights or --load-weights)")
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--epochs", type=int, default=None,
                      help=f"passes over the training data {_both('epochs')}")
@@ -81,6 +94,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                       help="share of in-domain validation images the threshold accepts")
     filt.add_argument("--outlier-ratio", type=float, default=1.0,
                       help="outliers per in-domain training image")
+    filt.add_argument("--outliers-dir", type=Path, default=None,
+                      help="a folder of your own pictures the filter must turn away, "
+                           "besides the generic outliers (image-folder data sets; "
+                           "default: generic outliers only)")
     run_eval = parser.add_argument_group("test")
     run_eval.add_argument("--upload-tests", type=int, default=300,
                           help="test images rendered per upload kind for the model card "
@@ -102,3 +119,5 @@ def fill_defaults(args: argparse.Namespace) -> None:
     args.lr = args.lr or defaults["lr"][args.optimizer]
     if args.weight_decay is None:
         args.weight_decay = WEIGHT_DECAY[args.optimizer]
+    if args.image_size is None:
+        args.image_size = 64 if args.arch == "cnn" else 224

@@ -16,10 +16,8 @@ from torch import nn
 from sieve.images import release_memory
 from training import checkpoint
 from training.engine import predict
-from training.preprocess import Preprocessing, load_image, to_canonical
+from training.preprocess import Preprocessing, decode, to_canonical
 
-# Images are decoded at no less than this many times the model's input size.
-FIT_FACTOR = 4
 # After a batch of more encoded bytes than this, freed memory goes back to the system.
 LARGE_BATCH_BYTES = 256 * 1024
 
@@ -70,8 +68,8 @@ class Predictor:
     def canonical(self, sources) -> torch.Tensor:
         """Decode and convert images (bytes, paths or PIL images) to a uint8 batch."""
         # Decoded one at a time and reduced at once: one full-size image in memory at most.
-        fit = FIT_FACTOR * self.preprocessing.size
-        arrays = [to_canonical(load_image(s, fit), self.preprocessing) for s in sources]
+        arrays = [to_canonical(decode(s, self.preprocessing), self.preprocessing)
+                  for s in sources]
         if sum(len(s) for s in sources if isinstance(s, bytes)) > LARGE_BATCH_BYTES:
             release_memory()
         return torch.stack([torch.from_numpy(a) for a in arrays])

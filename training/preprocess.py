@@ -25,6 +25,9 @@ from PIL import Image, ImageOps
 # the very code the workers use.
 from sieve.images import MAX_PIXELS, ImageError, load_image  # noqa: F401
 
+# Images are decoded at no less than this many times the model's input size.
+FIT_FACTOR = 4
+
 # Pixels farther than this from the background count as the object when trimming
 # (5% of the range, the threshold of the Fashion-MNIST paper).
 TRIM_THRESHOLD = 13
@@ -233,6 +236,12 @@ def to_tensor(canonical, prep: Preprocessing = FASHION_MNIST) -> torch.Tensor:
     mean = torch.tensor(prep.mean).view(shape)
     std = torch.tensor(prep.std).view(shape)
     return (tensor.float() / 255.0 - mean) / std
+
+
+def decode(source, prep: Preprocessing = FASHION_MNIST):
+    """Decode an image as serving does, at no less than FIT_FACTOR times the input size
+    (a large JPEG at a reduced scale): training data sets decode their files so too."""
+    return load_image(source, FIT_FACTOR * prep.size)
 
 
 def preprocess(source, prep: Preprocessing = FASHION_MNIST) -> torch.Tensor:

@@ -7,6 +7,10 @@ Examples:
   python -m training.train --train --epochs 3 --optimizer adamw --lr 0.003
   python -m training.train --train --load-weights var/models/classifier/v1/model.pt
   python -m training.train --train --data-dir ~/data/hymenoptera_data --epochs 30
+  python -m training.train --train --data-dir ~/data/hymenoptera_data --arch resnet18 \
+      --weights DEFAULT --freeze-backbone --epochs 5
+  python -m training.train --train --model filter --data-dir ~/data/hymenoptera_data \
+      --outliers-dir ~/data/not-insects
 
 Inside a SageMaker training job (SM_MODEL_DIR set) --train is implied, the data comes from
 SM_CHANNEL_TRAINING and the model goes to SM_MODEL_DIR; see docs/deployment.md.
@@ -27,10 +31,18 @@ import torch
 from sieve.cli import HelpFormatter
 from sieve.config import ROOT, get_settings
 from sieve.store import StoreError, open_store
-from training import checkpoint, engine, filtering, outliers, plots, uploads
+from training import checkpoint, engine, filtering, outliers, photo_filter, plots, uploads
+from training.augment import augmentation
+from training.backbones import WeightsError
 from training.data import DataError, DataSet, Split, load_dataset
 from training.metrics import confusion_matrix, per_class_accuracy
-from training.models import architecture, build_model, count_parameters
+from training.models import (
+    ARCH_OPTIONS,
+    architecture,
+    count_all_parameters,
+    count_parameters,
+    create,
+)
 from training.options import add_options, fill_defaults
 from training.preprocess import FASHION_MNIST
 
@@ -78,6 +90,7 @@ def main(args: argparse.Namespace, progress: Progress | None = None) -> int:
         raise TrainError("nothing to do: pass --train (and --download-data to fetch the data)")
     progress = progress or Progress()
     fill_defaults(args)
+    _check_network(args)
     settings = get_settings()
     progress.stage("loading data")
     data = load_dataset(args.data_dir, args.data_url, download=args.download_data,
@@ -101,6 +114,16 @@ def main(args: argparse.Namespace, progress: Progress | None = None) -> int:
     return 0
 
 
+def _check_network(args: argparse.Namespace) -> None:
+    """Refuse network options that do not fit together."""
+    if args.arch == "cnn" and (args.weights or args.freeze_backbone):
+        raise TrainError("--weights and --freeze-backbone are for torchvision backbones: "
+                         f"pass --arch {' or '.join(a for a in ARCH_OPTIONS if a != 'cnn')}")
+    if args.freeze_backbone and not (args.weights or args.load_weights):
+        raise TrainError("--freeze-backbone keeps the backbone as it starts: give it "
+                         "--weights (or --load-weights) to start from")
+
+
 def _configure_torch(args: argparse.Namespace) -> None:
     """Seed, threads and device."""
     torch.manual_seed(args.seed)
@@ -118,7 +141,12 @@ def run_training(args: argparse.Namespace, data: DataSet, workdir: Path,
     progress = progress or Progress()
     is_filter = args.model == "filter"
     prep = data.preprocessing
-    if is_filter:
+    if is_filter and prep.mode == "RGB":
+        fdata = photo_filter.filter_data(data, args.seed, args.outlier_ratio, args.outliers_dir)
+        train, val, classes = fdata.train, fdata.val, ["outlier", "in-domain"]
+    elif args.outliers_dir:
+        raise TrainError("--outliers-dir is for the filter of an image-folder data set")
+    elif is_filter:
         fdata = filtering.filter_data(data, args.seed, args.outlier_ratio,
                                        upload_share=args.upload_share)
         train, val, classes = fdata.train, fdata.val, ["outlier", "in-domain"]
@@ -128,8 +156,10 @@ def run_training(args: argparse.Namespace, data: DataSet, workdir: Path,
         train = Split(torch.cat([data.train.images, renders]),
                       torch.cat([data.train.labels, data.train.labels[:len(renders)]]))
         val, classes = data.val, data.classes
-    arch = architecture(prep.channels, 1 if is_filter else len(classes), args.width)
-    model = build_model(arch).to(args.device).to(memory_format=torch.channels_last)
+    arch = architecture(prep.channels, 1 if is_filter else len(classes), args.width,
+                        name=ARCH_OPTIONS[args.arch])
+    model = create(arch, resolve_weights(args), args.freeze_backbone)
+    model = model.to(args.device).to(memory_format=torch.channels_last)
     optimizer = _optimizer(args, model)
     if args.load_weights:
         _load_weights(args, model, optimizer, arch, classes)
@@ -151,9 +181,19 @@ def run_training(args: argparse.Namespace, data: DataSet, workdir: Path,
     return files, card
 
 
+def resolve_weights(args: argparse.Namespace) -> str | None:
+    """--weights as `models.create` takes it: `store:<model>/<version or alias>` becomes the
+    model.pt of that published version (its backbone, not its head, is used)."""
+    if not args.weights or not args.weights.startswith("store:"):
+        return args.weights
+    name, _, ref = args.weights.removeprefix("store:").partition("/")
+    store = open_store(args.model_store or get_settings().model_store_url)
+    return str(store.open(name, store.resolve(name, ref or None)) / "model.pt")
+
+
 def _optimizer(args: argparse.Namespace, model: torch.nn.Module) -> torch.optim.Optimizer:
     """The optimizer named on the command line."""
-    params = model.parameters()
+    params = [p for p in model.parameters() if p.requires_grad]  # not a frozen backbone
     if args.optimizer == "sgd":
         return torch.optim.SGD(params, lr=args.lr, momentum=0.9, nesterov=True,
                                weight_decay=args.weight_decay)
@@ -182,7 +222,7 @@ def _fit(args, model, optimizer, train: Split, val: Split, prep,
     steps_per_epoch = -(-len(train) // args.batch_size)
     budget = engine.Budget(total_steps=epochs * steps_per_epoch, seconds=args.time_limit)
     generator = torch.Generator().manual_seed(args.seed)
-    augment = engine.Augment(shift=max(1, prep.size // 14), erase=args.erase)
+    augment = augmentation(prep, args.erase)
     history = []
     for epoch in range(1, epochs + 1):
         result = engine.train_one_epoch(
@@ -237,6 +277,8 @@ def _upload_tests(args, prep, images) -> dict:
 
 def _filter_test(args, model, fdata, prep, workdir: Path) -> tuple[dict, list[Path]]:
     """Threshold on validation, then acceptance and AUROC on test and held-out outliers."""
+    if isinstance(fdata, photo_filter.PhotoFilterData):
+        return _photo_filter_test(args, model, fdata, prep, workdir)
     prep_kw = {"prep": prep, "device": args.device}
     in_val = engine.predict(model, fdata.val.images[fdata.val.labels == 1], **prep_kw)
     in_test = engine.predict(model, fdata.test_in_domain, **prep_kw)
@@ -264,12 +306,29 @@ def _filter_test(args, model, fdata, prep, workdir: Path) -> tuple[dict, list[Pa
     return metrics, [picture]
 
 
+def _photo_filter_test(args, model, fdata, prep, workdir: Path) -> tuple[dict, list[Path]]:
+    """The photo filter's acceptance of unseen domain photos and AUROC on held-out negatives."""
+    metrics, in_scores, scores = photo_filter.evaluate(model, fdata, prep, args.accept_rate,
+                                                       args.device)
+    shown = {f"{k} (held out)": scores[k] for k in fdata.held_out}
+    shown["all trained kinds"] = torch.cat(
+        [v for k, v in scores.items() if k not in fdata.held_out])
+    picture = plots.filter_scores(in_scores, shown, metrics["threshold"],
+                                  workdir / "scores.png", "Filter scores on unseen images")
+    log.info("filter: threshold %.4f accepts %.2f%% of %d unseen domain photos; held-out "
+             "negatives: AUROC %.4f, %.2f%% rejected", metrics["threshold"],
+             100 * metrics["in_domain_acceptance"], metrics["acceptance_images"],
+             metrics["held_out_auroc"], 100 * metrics["held_out_rejection_rate"])
+    return metrics, [picture]
+
+
 def _card(args, data, arch, model, classes, metrics, history, seconds, steps, extra) -> dict:
     """The model card: everything a person needs to know about this model."""
     return {
         "name": args.model,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "architecture": {**arch, "parameters": count_parameters(model)},
+        "architecture": {**arch, "parameters": count_all_parameters(model),
+                         "trainable_parameters": count_parameters(model)},
         "classes": classes,
         "data_classes": data.classes,
         "preprocessing": data.preprocessing.to_dict(),
@@ -283,7 +342,9 @@ def _card(args, data, arch, model, classes, metrics, history, seconds, steps, ex
                      "erase": args.erase, "clip_grad": args.clip_grad,
                      "seed": args.seed, "device": args.device,
                      "threads": torch.get_num_threads(),
-                     "load_weights": str(args.load_weights) if args.load_weights else None},
+                     "load_weights": str(args.load_weights) if args.load_weights else None,
+                     "weights": args.weights, "freeze_backbone": args.freeze_backbone,
+                     "outliers_dir": str(args.outliers_dir) if args.outliers_dir else None},
         "metrics": metrics,
         "history": history,
         "command": shlex.join(["python", "-m", "training.train", *getattr(args, "argv", [])]),
@@ -321,7 +382,7 @@ def cli(argv: list[str] | None = None) -> int:
         if scratch is not None and code == 0:
             log.info("model written to %s", sagemaker.export(args, scratch))
         return code
-    except (TrainError, DataError, StoreError, checkpoint.CheckpointError) as exc:
+    except (TrainError, DataError, StoreError, checkpoint.CheckpointError, WeightsError) as exc:
         log.error("error: %s", exc)
         return 2
 

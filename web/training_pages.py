@@ -14,10 +14,11 @@ from flask import (
     url_for,
 )
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectField, StringField, SubmitField
+from wtforms import BooleanField, IntegerField, SelectField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
+from sieve.config import ARCHS
 from sieve.models import QUEUED
 from sieve.registry import list_models, promote, rollback, show
 from sieve.store import NAME_PATTERN, PRODUCTION, StoreError
@@ -52,6 +53,13 @@ class RunForm(FlaskForm):
     seed = IntegerField("Seed", validators=[Optional(), NumberRange(0, 2**32 - 1)])
     subset = IntegerField("Training images (subset)", validators=[Optional(), NumberRange(1)])
     data_dir = StringField("Data folder on the training worker", validators=[Optional()])
+    arch = SelectField("Network", default="", choices=[SelectChoice("", "default (cnn)")] + [
+        SelectChoice(name, name) for name in ARCHS])
+    weights = StringField("Pretrained weights (DEFAULT or store:<model>/<version>)",
+                          validators=[Optional()])
+    freeze_backbone = BooleanField("Train the head only (frozen backbone)")
+    image_size = IntegerField("Image size (image folders)",
+                              validators=[Optional(), NumberRange(8, 1024)])
     submit = SubmitField("Start training")
 
 

@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import math
+import re
 import sys
 import time
 
@@ -27,7 +28,7 @@ from celery import Celery
 
 from sieve import consumers, redisconn
 from sieve.cli import HelpFormatter
-from sieve.config import MODELS, OPTIMIZERS, get_settings
+from sieve.config import ARCHS, MODELS, OPTIMIZERS, get_settings
 from sieve.database import Database
 from sieve.models import FAILED, QUEUED, TrainingRun
 from sieve.queues import TRAINING_QUEUE
@@ -36,6 +37,10 @@ from workers.client import QueueUnavailable, broker_epoch
 
 log = logging.getLogger(__name__)
 
+# Pretrained weights a run may name: torchvision's (DEFAULT, IMAGENET1K_V1, ...) or a
+# published model's (store:<model>/<version or alias>); never a path on the worker.
+WEIGHTS = re.compile(r"^(?:[A-Z][A-Z0-9_]{0,39}"
+                     r"|store:[a-z0-9][a-z0-9_-]{0,63}/[a-z0-9][a-z0-9_-]{0,63})$")
 # Parameters of a run: name -> (type, check, the training CLI option). Anything else is
 # refused, so that a typo in an API request is an error and not a silently ignored option.
 PARAMS = {
@@ -50,6 +55,10 @@ PARAMS = {
     "time_limit": (float, lambda v: v > 0, "--time-limit"),
     "width": (int, lambda v: 1 <= v <= 256, "--width"),
     "batch_size": (int, lambda v: 1 <= v <= 4096, "--batch-size"),
+    "arch": (str, lambda v: v in ARCHS, "--arch"),
+    "weights": (str, lambda v: bool(WEIGHTS.match(v)), "--weights"),
+    "freeze_backbone": (bool, lambda v: True, "--freeze-backbone"),
+    "image_size": (int, lambda v: 8 <= v <= 1024, "--image-size"),
     "promote": (bool, lambda v: True, None),
 }
 HELP = {
@@ -65,6 +74,12 @@ HELP = {
     "time_limit": "seconds of training (default: no limit)",
     "width": "channels of the first layer (default: 16)",
     "batch_size": "images per step (default: the training CLI's per-model default)",
+    "arch": f"the network: {', '.join(ARCHS)} (default: cnn)",
+    "weights": "pretrained backbone weights: DEFAULT (or another torchvision weights name), "
+               "or store:<model>/<version> for a published model's (default: none)",
+    "freeze_backbone": "train the backbone's head only (default: off)",
+    "image_size": "side in pixels for image-folder data sets (default: 64 with cnn, 224 "
+                  "with a torchvision backbone)",
     "promote": "promote the new version to production if it beats the current one on "
                "the same test set (default: off)",
 }
@@ -116,9 +131,10 @@ def train_argv(params: dict) -> list[str]:
     """The training command line that a run's parameters stand for."""
     argv = ["--train", "--download-data"]
     for name, value in params.items():
-        option = PARAMS[name][2]
-        if option is not None:
-            argv += [option, str(value)]
+        kind, _, option = PARAMS[name]
+        if option is None or (kind is bool and not value):
+            continue
+        argv += [option] if kind is bool else [option, str(value)]
     return argv
 
 
@@ -143,7 +159,8 @@ def submit_run(celery: Celery, db: Database, params: dict,
     """Record a run (state `queued`) and send it to the training queue.
 
     `params`: model (classifier|filter), data_dir or data_url, epochs, optimizer, lr, seed,
-    subset, time_limit, width, batch_size, promote. Raises InvalidParameters for bad ones,
+    subset, time_limit, width, batch_size, arch, weights, freeze_backbone, image_size,
+    promote. Raises InvalidParameters for bad ones,
     and QueueUnavailable (after marking the run failed) when the broker cannot take it.
     """
     clean = validate(params)

@@ -12,8 +12,8 @@ from training.data.dataset import DataError, DataSet, Split
 from training.preprocess import (
     ImageError,
     Preprocessing,
+    decode,
     folder_preprocessing,
-    load_image,
     to_canonical,
 )
 
@@ -135,7 +135,7 @@ def _read_image(
     """Decode one file to canonical form and record its hash; None when unreadable."""
     try:
         data = path.read_bytes()
-        array = to_canonical(load_image(data), prep)
+        array = to_canonical(decode(data, prep), prep)
     except (ImageError, OSError) as exc:  # not an image, damaged, or unreadable file
         log.debug("skipping %s: %s", path, exc)
         return None

@@ -11,6 +11,8 @@ Examples:
   python -m training.sagemaker rollback
   python -m training.sagemaker delete
   python -m training.sagemaker train --data s3://bucket/data/fashion/ --hp epochs=3 --register
+  python -m training.sagemaker train --data s3://bucket/data/hymenoptera/ --hp arch=resnet18 \
+      --backbone s3://bucket/weights/resnet18.pt --hp freeze-backbone=true
 
 Settings (environment or .env): SAGEMAKER_ROLE_ARN, SAGEMAKER_REGION (else AWS_REGION,
 AWS_DEFAULT_REGION, us-east-1), SAGEMAKER_INSTANCE_TYPE (ml.m5.large),
@@ -126,6 +128,12 @@ def get_args_parser(settings: SageMakerSettings | None = None) -> argparse.Argum
                          "Fashion-MNIST files)")
     tr.add_argument("--model", choices=("classifier", "filter"), default="classifier",
                     help="what to train")
+    tr.add_argument("--backbone", default=None,
+                    help="s3:// URL of a state dict for --hp arch=resnet18 (the `backbone` "
+                         "channel, used as --weights; default: none)")
+    tr.add_argument("--outliers", default=None,
+                    help="s3:// prefix of pictures the filter must turn away (the `outliers` "
+                         "channel, used as --outliers-dir; default: none)")
     tr.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                     help="a training option, e.g. epochs=3 (repeatable)")
     tr.add_argument("--instance-type", default=settings.training_instance_type,
@@ -194,8 +202,10 @@ def _deploy(args, settings: SageMakerSettings, clients, wait: dict) -> dict:
 def _train(args, settings: SageMakerSettings, clients, wait: dict) -> dict:
     """Submit the job; wait for it and register its model when asked."""
     hps = dict(item.split("=", 1) for item in args.hp)
+    channels = {name: url for name, url in (("backbone", args.backbone),
+                                            ("outliers", args.outliers)) if url}
     job = jobs.submit(clients, settings, args.data, args.model, hps, args.instance_type,
-                      int(args.timeout))
+                      int(args.timeout), channels=channels)
     answer = {"training_job": job.training_job_name}
     if args.no_wait:
         return answer

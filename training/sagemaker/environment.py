@@ -8,6 +8,8 @@ and describes the job in environment variables:
     SM_MODEL_DIR          where the model must be written (uploaded as model.tar.gz)
     SM_CHANNEL_TRAINING   the `training` channel: an image folder or the Fashion-MNIST files
     SM_CHANNEL_WEIGHTS    optional `weights` channel with a model.pt to start from
+    SM_CHANNEL_BACKBONE   optional `backbone` channel: one state dict (*.pt) for --weights
+    SM_CHANNEL_OUTLIERS   optional `outliers` channel: pictures for the filter's --outliers-dir
     SM_OUTPUT_DATA_DIR    extra output (uploaded as output.tar.gz): the model card
     SM_HPS                the hyperparameters as JSON (used when no options were given)
     SM_NUM_GPUS           GPUs on the instance
@@ -85,6 +87,12 @@ def apply(args: Namespace, environ=os.environ) -> Path:
     weights = Path(environ.get("SM_CHANNEL_WEIGHTS") or "/nonexistent") / "model.pt"
     if args.load_weights is None and weights.is_file():
         args.load_weights = weights
+    backbone = sorted(Path(environ.get("SM_CHANNEL_BACKBONE") or "/nonexistent").glob("*.pt"))
+    if args.weights is None and len(backbone) == 1:
+        args.weights = str(backbone[0])
+    outliers = environ.get("SM_CHANNEL_OUTLIERS")
+    if outliers and args.outliers_dir is None and args.model == "filter":
+        args.outliers_dir = Path(outliers)
     if args.device == "cpu" and int(environ.get("SM_NUM_GPUS") or 0) > 0:
         args.device = "cuda"
     scratch = Path(tempfile.mkdtemp(prefix="sieve-sagemaker-store-"))

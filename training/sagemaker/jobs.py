@@ -28,8 +28,12 @@ FINISHED = {"Completed", "Failed", "Stopped"}
 
 def submit(clients: Clients, settings: SageMakerSettings, data_url: str, model: str,
            hyperparameters: dict, instance_type: str | None = None,
-           max_seconds: int = 3 * 3600, echo: Callable[[str], None] = print):
-    """Upload the source and create the training job; returns the sagemaker-core job."""
+           max_seconds: int = 3 * 3600, echo: Callable[[str], None] = print,
+           channels: dict[str, str] | None = None):
+    """Upload the source and create the training job; returns the sagemaker-core job.
+
+    `channels`: more input channels by name (`backbone`, `outliers`, `weights`), each an
+    s3:// prefix; the `training` channel is `data_url`."""
     from sagemaker.core.resources import TrainingJob
     from sagemaker.core.shapes import (
         AlgorithmSpecification,
@@ -57,9 +61,10 @@ def submit(clients: Clients, settings: SageMakerSettings, data_url: str, model: 
         algorithm_specification=AlgorithmSpecification(
             training_image=settings.training_image(instance_type), training_input_mode="File"),
         hyper_parameters=hps,
-        input_data_config=[Channel(channel_name="training", data_source=DataSource(
-            s3_data_source=S3DataSource(s3_data_type="S3Prefix", s3_uri=data_url,
-                                        s3_data_distribution_type="FullyReplicated")))],
+        input_data_config=[Channel(channel_name=name, data_source=DataSource(
+            s3_data_source=S3DataSource(s3_data_type="S3Prefix", s3_uri=url,
+                                        s3_data_distribution_type="FullyReplicated")))
+            for name, url in {"training": data_url, **(channels or {})}.items()],
         output_data_config=OutputDataConfig(s3_output_path=f"{s3_url}/jobs"),
         resource_config=ResourceConfig(instance_type=instance_type, instance_count=1,
                                        volume_size_in_gb=30),

@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 document of the API, written by hand to match the views (the tests run
 the whole API against it with schemathesis)."""
 
-from sieve.config import MODELS, OPTIMIZERS
+from sieve.config import ARCHS, MODELS, OPTIMIZERS
 from sieve.models import PIPELINES, STATES
+from workers.runs import WEIGHTS
 
 NULLABLE_STRING = {"type": ["string", "null"]}
 NULLABLE_NUMBER = {"type": ["number", "null"]}
@@ -91,6 +92,10 @@ SCHEMAS = {
             "time_limit": {"type": "number", "exclusiveMinimum": 0},
             "width": {"type": "integer", "minimum": 1, "maximum": 256},
             "batch_size": {"type": "integer", "minimum": 1, "maximum": 4096},
+            "arch": {"enum": list(ARCHS)},
+            "weights": {"type": "string", "pattern": WEIGHTS.pattern},
+            "freeze_backbone": {"type": "boolean"},
+            "image_size": {"type": "integer", "minimum": 8, "maximum": 1024},
             "promote": {"type": "boolean"}}},
     "TrainingRun": {
         "type": "object", "required": ["id", "model", "params", "state", "created_at"],
