@@ -296,9 +296,9 @@ def s3_outage(args, images, store_url) -> list[tuple]:
                 svc.worker("serve")
                 svc.worker("trainer", queues="training")
                 db = Database(run.database_url)
-                settings = get_settings().replace(redis_url=run.redis.url,
-                                   broker_url=run.redis.url, result_backend=run.redis.url,
-                                   database_url=run.database_url)
+                settings = get_settings().replace(
+                    redis_url=run.redis.url, broker_url=run.redis.url,
+                    result_backend=run.redis.url, database_url=run.database_url)
                 celery = create_celery(settings)
                 first = submit_run(celery, db, TRAINING)
                 load = Load(svc, images, args)

@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     with scratch() as run:
         folder, server, database_url = run.folder, run.redis, run.database_url
         settings = settings.replace(redis_url=server.url, broker_url=server.url,
-                           result_backend=server.url, database_url=database_url)
+                                    result_backend=server.url, database_url=database_url)
         env = {"REDIS_URL": server.url, "CELERY_BROKER_URL": server.url,
                "CELERY_RESULT_BACKEND": server.url, "DATABASE_URL": database_url,
                "MODEL_STORE_URL": store_url}

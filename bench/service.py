@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                 server.wait(path)
             token = _token(database_url, redis_server.url)
             settings = get_settings().replace(redis_url=redis_server.url,
-                               broker_url=redis_server.url, result_backend=redis_server.url)
+                                              broker_url=redis_server.url,
+                                              result_backend=redis_server.url)
             noop = noop_chain(create_celery(settings), args.images, 50)
             service, baseline = _service_client(web.url, token), _baseline_client(front.url)
             service_processes = {"web": _children(web.process.pid),

@@ -2,13 +2,14 @@
 
 Every setting has an embedded default; `.env.example` lists them all with what each does.
 A value set in the environment wins over the same name in `.env` (which is ignored by git),
-and an empty value counts as unset. Processes call `get_settings()`, which reads them the
-first time; `read_settings()` reads them again (tests, and tools that change the
-environment). The web tier derives its Flask configuration from this object
+and an empty value counts as unset. Processes call `get_settings()`, which reads them once
+(again only if the process changes its own environment); `read_settings()` always reads
+them anew. The web tier derives its Flask configuration from this object
 (`web/settings.py`), the workers their Celery configuration (`workers/celery_app.py`).
 """
 
 import functools
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -201,9 +202,21 @@ def read_settings() -> Settings:
 
 
 @functools.cache
-def get_settings() -> Settings:
-    """The process's settings, read once. `.env` is loaded into the environment as well
-    (without overriding it), for the libraries that read it themselves (boto3's
-    credentials, Flask's FLASK_RUN_*, prometheus_client)."""
+def load_env_file() -> None:
+    """Load `.env` into the environment once, without overriding it, for the libraries
+    that read the environment themselves (boto3's credentials, Flask's FLASK_RUN_*,
+    prometheus_client)."""
     load_dotenv(ENV_FILE, override=False)
-    return read_settings()
+
+
+_read: dict[str, object] = {}
+
+
+def get_settings() -> Settings:
+    """The process's settings: read on the first call, and again only if the process has
+    changed its own environment since (a service never does; tests do)."""
+    load_env_file()
+    environment = tuple(sorted(os.environ.items()))
+    if _read.get("environment") != environment:
+        _read.update(settings=read_settings(), environment=environment)
+    return _read["settings"]

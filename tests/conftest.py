@@ -25,15 +25,6 @@ from workers.celery_app import create_celery
 
 pytest_plugins = ["tests.fixtures_web", "tests.fixtures_api", "tests.fixtures_sagemaker"]
 
-@pytest.fixture(autouse=True)
-def fresh_settings():
-    """Each test reads the settings anew (a process reads them once): after the
-    environment its fixtures and monkeypatch set, before the next test."""
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
-
-
 @pytest.fixture(scope="session")
 def fashion():
     """The Fashion-MNIST data set from this machine (Debian's dataset-fashion-mnist)."""
@@ -137,8 +128,8 @@ def settings(redis_server, sqlite_url, trained_store):
     """Service settings pointing at the private Redis, a new SQLite file and test models."""
     upgrade(sqlite_url)
     return get_settings().replace(redis_url=redis_server.url,
-                   broker_url=redis_server.url, result_backend=redis_server.url,
-                   database_url=sqlite_url)
+                                  broker_url=redis_server.url, result_backend=redis_server.url,
+                                  database_url=sqlite_url)
 
 
 @pytest.fixture

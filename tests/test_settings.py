@@ -65,9 +65,10 @@ def test_a_value_of_the_wrong_kind_is_refused_with_its_variable(monkeypatch):
 
 def test_a_process_reads_its_settings_once(monkeypatch):
     first = get_settings()
+    assert get_settings() is first  # the same environment: not read again
     monkeypatch.setenv("SIEVE_TOP_K", str(first.top_k + 1))
-    assert get_settings() is first
-    assert read_settings().top_k == first.top_k + 1
+    changed = get_settings()  # the process changed its environment: read anew
+    assert changed.top_k == first.top_k + 1 and get_settings() is changed
 
 
 def test_flask_configuration_follows_the_settings_and_test_config_wins(monkeypatch):

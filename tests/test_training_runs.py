@@ -93,8 +93,8 @@ def service(redis_server, sqlite_url, tmp_path):
     """A database, Redis and a local model store, configured as a worker would be."""
     upgrade(sqlite_url)
     settings = get_settings().replace(redis_url=redis_server.url,
-                       broker_url=redis_server.url, result_backend=redis_server.url,
-                       database_url=sqlite_url)
+                                      broker_url=redis_server.url, result_backend=redis_server.url,
+                                      database_url=sqlite_url)
     db = Database(sqlite_url)
     yield create_celery(settings), db, ModelStore(tmp_path / "store")
     db.dispose()

@@ -315,7 +315,7 @@ def _settings(**changes):
     from sieve.config import get_settings
 
     return get_settings().replace(**{"webhook_allow_hosts": (LOOPBACK,),
-                                                "webhook_timeout": 5.0, **changes})
+                                  "webhook_timeout": 5.0, **changes})
 
 
 def test_deliveries_are_recorded_with_the_state_changes_they_want(hooked_db):
