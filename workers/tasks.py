@@ -37,6 +37,8 @@ TRANSIENT = (sqlalchemy.exc.OperationalError, redis.ConnectionError, redis.Timeo
 UNREACHABLE = (*TRANSIENT, kombu.exceptions.OperationalError)
 SERVING_QUEUES = {"filter", "classify"}
 
+WAKE_INTERVAL = 0.005  # seconds
+
 _state: dict = {}
 _started: dict[str, float] = {}
 _state_lock = threading.Lock()
@@ -95,12 +97,17 @@ def _classify_together(prediction_ids: list[str]) -> list[None]:
 
 
 def _step(name: str, prediction_ids: list[str] | str) -> list:
-    """Run a message's step with whatever waits with it: a result per id (a lone id, from
-    a message of an earlier version, counts as a list of one). Waits at most three times
-    the task time limit (the step itself bounds each wait for a model by the limit, and
-    a filter step may go on to the classifier)."""
+    """Run a message's step: a result per id (a lone id, from a message of an earlier
+    version, counts as a list of one). The images of one submission are a batch already
+    and run in the task's own thread, beside other steps (their forward passes take
+    turns); a single image waits with whatever waits with it, at most three times the
+    task time limit (the step bounds each wait for a model by the limit, and a filter
+    step may go on to the classifier)."""
     ids = [prediction_ids] if isinstance(prediction_ids, str) else prediction_ids
-    return steps()[name](ids, 3 * worker_settings().task_time_limit)
+    batcher = steps()[name]
+    if len(ids) > 1:
+        return batcher.run(ids)
+    return batcher(ids, 3 * worker_settings().task_time_limit)
 
 
 class PredictionTask(Task):
@@ -186,6 +193,12 @@ def _start_serving(sender, **_kwargs) -> None:
                   sorted(queues), sender.app.conf.sieve.worker_metrics_host)
     if not queues & SERVING_QUEUES:
         return
+    if "thread" in type(sender.pool).__module__:
+        # A task finished in a pool thread acknowledges its message from that thread,
+        # which does not wake the worker's event loop: with the prefetch limit reached, the
+        # worker would sit idle for up to seconds before it takes the next messages
+        # (celery/celery#6941). A short timer of the worker's own bounds that pause.
+        sender.timer.call_repeatedly(WAKE_INTERVAL, _wake)
     current = services()
     if "prefork" not in type(sender.pool).__module__:
         current.models.warm_up()  # forked children load their own copy on first use
@@ -210,6 +223,10 @@ def _start_child(**_kwargs) -> None:
     queues = set(app.amqp.queues.consume_from)
     if queues & SERVING_QUEUES:
         _start_reloader(services().models, worker_name(), queues)
+
+
+def _wake() -> None:
+    """Nothing: being called is the point (the event loop runs a round)."""
 
 
 @worker_shutdown.connect
