@@ -4,11 +4,13 @@
     python -m bench.pipeline --images 1000 --model-store var/models
 
 In one run, on a private redis-server and a fresh SQLite database, with serving workers
-started as documented (`celery -A workers worker -Q filter,classify`), one by default:
+started as documented (`celery -A workers worker -Q filter,classify`, with the no-op tasks
+of `bench.noop` added), one by default:
 
 1. bare forward passes of the filter and the classifier on one image (batch of 1), and of
    a full batch, in this process before the worker starts;
-2. a no-op two-task chain (`sieve.noop.first | sieve.noop.second`) through the same queues:
+2. a no-op two-task chain (`bench.noop`, whose worker app the benchmark starts) through the
+   same queues:
    latency one at a time, then throughput with many in flight;
 3. the real chain (store, record, filter, classifier, every state change written and
    published), measured the same way, from submission to the final event on pub/sub.
@@ -28,14 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
+from bench import noop
 from bench.processes import Worker
 from bench.report import machine, print_table
 from bench.scratch import scratch
 from sieve.config import get_settings
 from sieve.database import Database
 from sieve.models import FINAL_STATES
-from workers.celery_app import NOOP_FIRST, NOOP_SECOND, create_celery
-from workers.client import Submitter
+from workers.celery_app import create_celery
+from workers.client import submit
 
 THROUGHPUT_RATIO = 0.5
 ADDED_P50_MS = 10.0
@@ -114,7 +117,8 @@ class FinalEvents:
 def noop_chain(celery, count: int, samples: int) -> dict:
     """Latency one at a time and throughput with `count` in flight, for the no-op chain."""
     def chain(i: int):
-        return (celery.signature(NOOP_FIRST, args=(i,)) | celery.signature(NOOP_SECOND))
+        return (celery.signature(noop.FIRST, args=(i,), queue="filter")
+                | celery.signature(noop.SECOND, queue="classify"))
 
     latencies = []
     for i in range(samples):
@@ -137,12 +141,9 @@ def noop_chain(celery, count: int, samples: int) -> dict:
 
 def real_chain(celery, db: Database, finals: FinalEvents, images: list[bytes],
                samples: int) -> dict:
-    """The same two measurements for real predictions, submitted as the web tier does
-    (submissions that arrive together are stored and sent together)."""
-    submitter = Submitter(celery, db)
-
+    """The same two measurements for real predictions, submitted as the web tier does."""
     def send(data: bytes) -> str:
-        return submitter.submit(data, "image/png", "filter").id
+        return submit(celery, db, data, "image/png", "filter").id
 
     latencies = []
     for data in images[:samples]:
@@ -214,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         env = {"REDIS_URL": server.url, "CELERY_BROKER_URL": server.url,
                "CELERY_RESULT_BACKEND": server.url, "DATABASE_URL": database_url,
                "MODEL_STORE_URL": store_url}
-        workers = [Worker(f"bench{i}", env, folder) for i in range(args.workers)]
+        workers = [Worker(f"bench{i}", env, folder, app="bench.noop")
+                   for i in range(args.workers)]
         try:
             for worker in workers:
                 worker.start()

@@ -85,11 +85,12 @@ class RedisServer:
 
 
 class Worker:
-    """`celery -A workers worker` in its own process, with its log in a file."""
+    """`celery -A workers worker` (or another `app`) in its own process, with its log in a
+    file."""
 
     def __init__(self, name: str, env: dict, folder: Path, queues: str = "filter,classify",
-                 loglevel: str = "INFO"):
-        self.name, self.queues, self.loglevel = name, queues, loglevel
+                 loglevel: str = "INFO", app: str = "workers"):
+        self.name, self.queues, self.loglevel, self.app = name, queues, loglevel, app
         self.env = {**os.environ, **env}
         self.log_path = folder / f"worker-{name}.log"
         self.process: subprocess.Popen | None = None
@@ -98,7 +99,7 @@ class Worker:
         """Start the worker and wait for Celery's `ready.` line."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives with the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", self.queues,
+            [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queues,
              "-n", f"{self.name}@%h", "--loglevel", self.loglevel, "--without-gossip",
              "--without-mingle"], cwd=ROOT, env=self.env, stdout=log, stderr=log)
         wait_for(self._ready, timeout, f"worker {self.name} to be ready", interval=0.2)

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         folder, redis_server, database_url = run.folder, run.redis, run.database_url
         env = service_env(redis_server.url, database_url, store_url,
                           SIEVE_MAX_QUEUE_DEPTH="1000000")
-        worker = Worker("bench", env, folder)
+        worker = Worker("bench", env, folder, app="bench.noop")
         web = Gunicorn("web:create_app()", env, folder, ["-k", "gevent", "-w", "2"])
         model = Gunicorn("bench.baseline:create_model_app()", env, folder,
                          ["-w", "1", "--threads", "8"])

@@ -231,8 +231,8 @@ def test_a_task_that_cannot_reach_redis_leaves_its_prediction_to_recovery(
     unreachable, broken = _new_many(services, [known_images[0][0], known_images[1][0]])
     for exc in (redis.ConnectionError("Error 111 connecting"),
                 kombu.exceptions.OperationalError("Error 111 connecting")):
-        tasks.filter_image.on_failure(exc, "task", (unreachable,), {}, None)
+        tasks.filter_images.on_failure(exc, "task", ([unreachable],), {}, None)
     assert services.db.get_prediction(unreachable).state == QUEUED
     tasks.filter_images.on_failure(ValueError("a bug"), "task", ([broken],), {}, None)
     failed = services.db.get_prediction(broken)
-    assert failed.state == FAILED and "internal error in sieve.filter_many: a bug" in failed.reason
+    assert failed.state == FAILED and "internal error in sieve.filter: a bug" in failed.reason

@@ -8,8 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 import redis
@@ -21,7 +19,7 @@ from sieve.models import DONE, FAILED, FILTERING, QUEUED, REJECTED
 from sieve.pubsub import Events
 from tests.images import large_png, truncated_png
 from workers.celery_app import create_celery
-from workers.client import QueueUnavailable, Submitter, send, submit, submit_many
+from workers.client import QueueUnavailable, send, submit, submit_many
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +87,7 @@ def test_a_broken_image_fails_and_the_worker_goes_on(start_worker, celery_app, d
 def test_batches_form_when_images_wait(start_worker, celery_app, db, known_images):
     """Images sent while the worker is busy share steps and forward passes (the log counts
     them)."""
-    worker = start_worker(SIEVE_BATCH_MAX_WAIT_MS="50")
+    worker = start_worker()
     ids = [_send(celery_app, db, data, "classifier") for data, _ in known_images[:20]]
     results = [_final(db, pid) for pid in ids]
     assert all(p.state == DONE for p in results)
@@ -117,7 +115,7 @@ def test_a_submission_of_many_images_runs_as_one_batch_per_model(
     log = worker.log()
     assert "filter batch of 8 " in log and "classifier batch of 7 " in log
     # The worker consumes the classify queue too: it classifies what it accepted itself.
-    assert "Task sieve.filter_many[" in log and "Task sieve.classify_many[" not in log
+    assert _received(worker, "sieve.filter") == 1 and _received(worker, "sieve.classify") == 0
 
 
 def _received(worker, task: str) -> int:
@@ -136,10 +134,8 @@ def test_workers_split_by_queue_hand_accepted_images_on_through_the_classify_que
                        "filter")
     results = [_final(db, pid) for pid in [one, *(p.id for p in many)]]
     assert [p.label for p in results] == [label for _, label in known_images[:4]]
-    assert _received(filterer, "sieve.filter") == 1
-    assert _received(filterer, "sieve.filter_many") == 1
-    assert _received(classifier, "sieve.classify") == 1
-    assert _received(classifier, "sieve.classify_many") == 1
+    assert _received(filterer, "sieve.filter") == 2  # one message per submission
+    assert _received(classifier, "sieve.classify") == 2
     assert _received(filterer, "sieve.classify") == _received(classifier, "sieve.filter") == 0
 
 
@@ -155,115 +151,10 @@ def test_a_worker_of_both_queues_classifies_in_place_unless_told_not_to(
     assert _received(worker, "sieve.classify") == classify_messages
 
 
-def _held(submitter: Submitter, submissions, count: int, timeout: float = 10) -> list:
-    """Run `submissions` (callables) in threads while the submitter is busy sending, so
-    that they wait together; release it once `count` are waiting. Their results (or
-    errors), in order."""
-    results: list = [None] * len(submissions)
-
-    def run(index, submission):
-        try:
-            results[index] = submission()
-        except Exception as exc:  # noqa: BLE001 - checked by the test
-            results[index] = exc
-
-    with submitter._changed:
-        submitter._sending = True  # as while another caller's message is on its way
-    threads = [threading.Thread(target=run, args=item) for item in enumerate(submissions)]
-    for thread in threads:
-        thread.start()
-    wait_for(lambda: len(submitter._pending) == count, timeout, f"{count} waiting submissions")
-    with submitter._changed:
-        submitter._sending = False
-        submitter._changed.notify_all()
-    for thread in threads:
-        thread.join(timeout)
-    return results
-
-
-def test_submissions_that_wait_together_go_as_one_message(start_worker, celery_app, db,
-                                                          known_images, outlier_png):
-    worker = start_worker()
-    owners = [db.create_user(f"u{i}@example.com", "x").id for i in range(3)]
-    submitter = Submitter(celery_app, db, most=8)
-    lone = submitter.submit(known_images[0][0], "image/png", "filter")
-    assert submitter.messages == 1 and _final(db, lone.id).state == DONE
-    images = [data for data, _ in known_images[:9]] + [outlier_png]
-    submissions = [
-        lambda i=i, data=data: submitter.submit(data, "image/png", "filter",
-                                                user_id=owners[i % 3], request_id=f"r{i}")
-        for i, data in enumerate(images)]
-    sent = _held(submitter, submissions, len(images))
-    assert submitter.messages == 1 + 2  # 8 images, then the other 2
-    results = [_final(db, p.id) for p in sent]
-    assert [p.state for p in results] == [DONE] * 9 + [REJECTED]
-    assert [p.label for p in results[:9]] == [label for _, label in known_images[:9]]
-    assert [p.user_id for p in results] == [owners[i % 3] for i in range(10)]
-    assert [p.request_id for p in results] == [f"r{i}" for i in range(10)]
-    assert all([e["state"] for e in db.events(p.id)][0] == QUEUED for p in results)
-    log = worker.log()
-    assert "filter batch of 8 " in log and "filter batch of 2 " in log
-
-
-def test_each_waiting_submission_is_sent_when_they_do_not_fit_one_message(
+def test_a_submission_with_an_unknown_pipeline_is_refused_before_anything_is_stored(
         celery_app, db, known_images):
-    submitter = Submitter(celery_app, db, most=8)
-    images = [(data, "image/png", "x.png") for data, _ in known_images[:5]]
-    submissions = [lambda: submitter.submit_many(images, "filter") for _ in range(3)]
-    results = _held(submitter, submissions, 3)
-    assert [len(r) for r in results] == [5, 5, 5], results  # 5 + 5 > 8: one message each
-    assert submitter.messages == 3
-    assert db.count_predictions() == 15
-
-
-def test_a_submission_waits_for_announced_ones_and_no_longer(celery_app, db, known_images):
-    submitter = Submitter(celery_app, db, max_wait=20)
-    image = [(known_images[0][0], "image/png", "x.png")]
-    sent: list = []
-
-    def lead():
-        sent.append(submitter.submit_many(image, "filter"))
-
-    with submitter.announced() as announced:
-        leader = threading.Thread(target=lead)
-        started = time.monotonic()
-        leader.start()
-        wait_for(lambda: submitter._sending, 10, "the first submission to wait for company")
-        mine = announced.submit_many(image, "filter")
-        leader.join(10)
-    assert time.monotonic() - started < 10  # not the whole max_wait
-    assert submitter.messages == 1 and len(sent) == 1 and len(mine) == 1
-    assert db.count_predictions() == 2
-
-    with submitter.announced():  # given up, e.g. a refused upload
-        leader = threading.Thread(target=lead)
-        started = time.monotonic()
-        leader.start()
-        wait_for(lambda: submitter._sending, 10, "the submission to wait for company")
-    leader.join(10)
-    assert time.monotonic() - started < 10 and len(sent) == 2
-    assert submitter.messages == 2 and submitter._incoming == 0
-
-
-def test_a_submission_with_an_unknown_pipeline_is_refused_before_it_joins_others(
-        celery_app, db, known_images):
-    submitter = Submitter(celery_app, db)
     with pytest.raises(ValueError, match="unknown pipeline"):
-        submitter.submit(known_images[0][0], "image/png", "neither")
-    assert submitter.messages == 0 and submitter._pending == []
-
-
-def test_submissions_waiting_together_all_hear_that_redis_is_away(settings, db,
-                                                                  known_images):
-    offline = create_celery(settings.replace(broker_url="redis://127.0.0.1:1/0"))
-    offline.conf.broker_connection_timeout = 1
-    submitter = Submitter(offline, db)
-    submissions = [lambda data=data: submitter.submit(data, "image/png", "filter")
-                   for data, _ in known_images[:4]]
-    results = _held(submitter, submissions, 4)
-    assert all(isinstance(r, QueueUnavailable) and "unreachable" in str(r) for r in results)
-    assert submitter.messages == 1
-    assert db.unfinished_outside("any", idle_for=0) == []
+        submit(celery_app, db, known_images[0][0], "image/png", "neither")
     assert db.count_predictions() == 0
 
 
@@ -312,33 +203,14 @@ def test_workers_ride_out_a_redis_restart(redis_server, start_worker, celery_app
     assert worker.process.poll() is None
 
 
-def test_the_redis_transport_reuses_one_client_per_pool(settings, celery_app):
-    from workers.transport import Channel
-
-    with celery_app.connection_for_write() as connection:
-        channel = connection.channel()
-        assert isinstance(channel, Channel)
-        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
-            assert first is second and first.connection_pool is channel.pool
-        channel._disconnect_pools()  # as after a fork or a reconnection
-        with channel.conn_or_acquire() as third:
-            assert third is not first and third.connection_pool is channel.pool
-            assert third.ping()
-        channel._put("sieve-transport-test", {"body": "x"})
-        assert channel._get("sieve-transport-test")["body"] == "x"
-        channel.close()
-    other = create_celery(settings.replace(broker_url="amqp://guest@127.0.0.1//"))
-    assert other.conf.broker_transport is None  # other brokers keep their own transport
-
-
 def test_sending_a_chain_subscribes_to_no_result_channel(redis_server, celery_app):
     """Nothing reads the tasks' results: sending must not make Celery's result backend
     subscribe to them (a SUBSCRIBE and UNSUBSCRIBE per message, and a connection)."""
     client = redis.Redis.from_url(redis_server.url)
     client.config_resetstat()
-    send(celery_app, "one", "filter")
+    send(celery_app, ["one"], "filter")
     send(celery_app, ["a", "b"], "filter")
-    send(celery_app, "only", "classifier")
+    send(celery_app, ["only"], "classifier")
     calls = client.info("commandstats")
     assert "cmdstat_subscribe" not in calls and "cmdstat_psubscribe" not in calls, calls
     messages = [json.loads(raw) for queue in ("filter", "classify")

@@ -15,7 +15,6 @@ from sieve.config import Settings, get_settings
 from sieve.database import Database
 from sieve.pubsub import Events, Listener
 from workers.celery_app import create_celery
-from workers.client import Submitter
 
 OVERRIDABLE = {"DATABASE_URL": "database_url", "REDIS_URL": "redis_url",
                "CELERY_BROKER_URL": "broker_url", "CELERY_RESULT_BACKEND": "result_backend"}
@@ -30,7 +29,6 @@ class WebServices:
     celery: Celery
     events: Events
     listener: Listener  # one pub/sub connection per process for requests that wait
-    submitter: Submitter  # uploads of concurrent requests go to the queue together
 
 
 def init_app(app: Flask) -> WebServices:
@@ -45,9 +43,7 @@ def init_app(app: Flask) -> WebServices:
     settings = settings.replace(**overrides)
     db, celery = Database(settings.database_url), create_celery(settings)
     built = WebServices(settings=settings, db=db, celery=celery,
-                     events=Events(settings.redis_url), listener=Listener(settings.redis_url),
-                     submitter=Submitter(celery, db, most=settings.batch_max_size,
-                                         max_wait=settings.batch_max_wait))
+                        events=Events(settings.redis_url), listener=Listener(settings.redis_url))
     app.extensions["sieve"] = built
     return built
 

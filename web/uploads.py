@@ -16,6 +16,7 @@ from flask import current_app, g
 from sieve.images import ImageError, ImageTooLarge, NotAnImage, inspect_image
 from sieve.models import Prediction
 from web.services import services
+from workers import client
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,6 @@ def check_total(uploads: list[Upload]) -> None:
 def send(uploads: list[Upload], pipeline: str, user_id: int) -> list[Prediction]:
     """Store the uploads and their predictions, then enqueue them together
     (QueueUnavailable if not)."""
-    return services().submitter.submit_many(
-        [(u.data, u.content_type, u.filename) for u in uploads], pipeline, user_id=user_id,
-        request_id=g.get("request_id"))
+    return client.submit_many(services().celery, services().db,
+                              [(u.data, u.content_type, u.filename) for u in uploads],
+                              pipeline, user_id=user_id, request_id=g.get("request_id"))

@@ -1,8 +1,8 @@
 """The Celery app: configured from the environment, JSON only, routes in configuration.
 
 Serving workers use the threads pool: several prediction tasks run at once in one process
-and share one copy of each model, which is what lets the micro-batcher put their images
-through a single forward pass. Celery enforces time limits only in the prefork pool, so
+and share one copy of each model, which is what lets the micro-batcher run their steps
+together (see `workers.tasks.steps`). Celery enforces time limits only in the prefork pool, so
 each prediction task also bounds its own wait for the model (SIEVE_TASK_TIME_LIMIT).
 """
 
@@ -10,22 +10,14 @@ from celery import Celery
 
 from sieve.config import Settings, get_settings
 
+# The two steps of a prediction; each message carries the ids of one submission's images.
 FILTER_TASK, CLASSIFY_TASK = "sieve.filter", "sieve.classify"
-# The same steps for the images of one submission together (one message per step).
-FILTER_MANY_TASK, CLASSIFY_MANY_TASK = "sieve.filter_many", "sieve.classify_many"
-NOOP_FIRST, NOOP_SECOND = "sieve.noop.first", "sieve.noop.second"
 TRAIN_TASK = "sieve.train.run"
 WEBHOOK_TASK = "sieve.webhooks.deliver"
-# kombu's Redis transport, reusing its Redis client (see workers/transport.py).
-REDIS_TRANSPORT = "workers.transport:Transport"
 
 ROUTES = {
     FILTER_TASK: {"queue": "filter"},
     CLASSIFY_TASK: {"queue": "classify"},
-    FILTER_MANY_TASK: {"queue": "filter"},
-    CLASSIFY_MANY_TASK: {"queue": "classify"},
-    NOOP_FIRST: {"queue": "filter"},
-    NOOP_SECOND: {"queue": "classify"},
     "sieve.train.*": {"queue": "training"},
     "sieve.webhooks.*": {"queue": "webhooks"},
 }
@@ -64,7 +56,5 @@ def create_celery(settings: Settings | None = None) -> Celery:
         # workers when it starts (and a user can with `celery -A workers control enable_events`).
         worker_send_task_events=False,
     )
-    if settings.broker_url.split("://", 1)[0] in ("redis", "rediss"):
-        app.conf.broker_transport = REDIS_TRANSPORT
     app.conf.sieve = settings
     return app

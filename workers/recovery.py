@@ -27,7 +27,7 @@ from celery import Celery
 
 from sieve import redisconn
 from sieve.database import Database
-from workers.client import QueueUnavailable, broker_epoch, enqueue
+from workers.client import QueueUnavailable, enqueue, redis_run_id
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def recover_once(celery: Celery, db: Database, interval: float,
     if not broker.set(LOCK_KEY, "1", nx=True, ex=max(1, int(interval))):
         return 0  # another worker holds this pass
     restore_unacked(celery)
-    epoch = broker_epoch(celery)
+    epoch = redis_run_id(celery)
     lost = db.unfinished_outside(epoch)
     for prediction in lost:
         enqueue(celery, db, prediction)

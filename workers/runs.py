@@ -33,7 +33,7 @@ from sieve.database import Database
 from sieve.models import FAILED, QUEUED, TrainingRun
 from sieve.queues import TRAINING_QUEUE
 from workers.celery_app import TRAIN_TASK
-from workers.client import QueueUnavailable, broker_epoch
+from workers.client import QueueUnavailable, redis_run_id
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def submit_run(celery: Celery, db: Database, params: dict,
     and QueueUnavailable (after marking the run failed) when the broker cannot take it.
     """
     clean = validate(params)
-    epoch = broker_epoch(celery)
+    epoch = redis_run_id(celery)
     run = db.create_training_run(clean["model"], clean, user_id, redis_run_id=epoch)
     try:
         celery.send_task(TRAIN_TASK, args=(run.id,))
@@ -189,7 +189,7 @@ def resend_lost_runs(celery: Celery, db: Database, idle_for: float = 5.0
     """Send again the queued runs whose message was on a Redis run that has ended (a Redis
     without persistence forgets its queues when it restarts). A run delivered twice
     starts once: only a queued run can start."""
-    epoch = broker_epoch(celery, fresh=True)  # read before sending, as for predictions
+    epoch = redis_run_id(celery, fresh=True)  # read before sending, as for predictions
     lost = db.queued_runs_outside(epoch, idle_for)
     for run in lost:
         celery.send_task(TRAIN_TASK, args=(run.id,))

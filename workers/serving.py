@@ -15,6 +15,7 @@ names.
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from datetime import UTC, datetime
 
@@ -25,7 +26,6 @@ from sieve.images import ImageError
 from sieve.store import Store, StoreError, open_store
 from training.predict import Predictor
 from workers import metrics
-from workers.batching import MicroBatcher
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class ServedModels:
         self._store: Store | None = None
         self._predictors: dict[str, Predictor] = {}
         self.since: dict[str, str] = {}  # model -> when its version began to serve (UTC)
-        self._batchers: dict[str, MicroBatcher] = {}
+        self._passes: dict[str, ForwardPasses] = {}
         # Preprocessed images by prediction id: the classifier step reuses what the filter
         # step decoded when both models preprocess alike (and the same process runs both).
         self._canonical: OrderedDict = OrderedDict()
@@ -74,8 +74,8 @@ class ServedModels:
         """Make `predictor` the one that serves `name` (the caller holds the lock)."""
         self._predictors[name] = predictor
         self.since[name] = datetime.now(UTC).isoformat(timespec="seconds")
-        if name not in self._batchers:
-            self._batchers[name] = MicroBatcher(_run_batch, self.max_batch, 0, name)
+        if name not in self._passes:
+            self._passes[name] = ForwardPasses(name, self.max_batch)
         metrics.serving(name, predictor.version)
 
     def serving(self) -> dict[str, str]:
@@ -131,7 +131,7 @@ class ServedModels:
                 ready.append((index, self._preprocess(predictor, data, key)))
             except ImageError as exc:
                 results[index] = exc
-        rows = self._batchers[name].run_many([(predictor, c) for _, c in ready], timeout)
+        rows = self._passes[name].run([(predictor, c) for _, c in ready], timeout)
         for (index, _), row in zip(ready, rows, strict=True):
             results[index] = row
         return predictor, results
@@ -155,8 +155,39 @@ class ServedModels:
 
     def batch_stats(self) -> dict:
         """Batches run and images served per model, for logs and benchmarks."""
-        return {name: {"batches": b.batches, "images": b.items}
-                for name, b in self._batchers.items()}
+        return {name: {"batches": p.batches, "images": p.items}
+                for name, p in self._passes.items()}
+
+
+class ForwardPasses:
+    """The forward passes of one model: one at a time, of at most `max_batch` images."""
+
+    def __init__(self, name: str, max_batch: int):
+        self.name, self.max_batch = name, max_batch
+        self.lock = threading.Lock()
+        self.batches = 0
+        self.items = 0
+
+    def run(self, items: list[tuple[Predictor, torch.Tensor]], timeout: float) -> list:
+        """Each item's output row; TimeoutError when the model stays busy with other
+        passes for `timeout` seconds."""
+        results: list = []
+        for start in range(0, len(items), self.max_batch):
+            if not self.lock.acquire(timeout=timeout):
+                raise TimeoutError(f"the {self.name} model stayed busy for {timeout:g} s")
+            try:
+                started = time.perf_counter()
+                results.extend(_run_batch(items[start:start + self.max_batch]))
+                seconds = time.perf_counter() - started
+            finally:
+                self.lock.release()
+            size = min(self.max_batch, len(items) - start)
+            self.batches += 1
+            self.items += size
+            metrics.BATCH_SIZE.labels(self.name).observe(size)
+            metrics.FORWARD_SECONDS.labels(self.name).observe(seconds)
+            log.info("%s batch of %d in %.1f ms", self.name, size, seconds * 1000)
+        return results
 
 
 def _check_answers(predictor: Predictor) -> None:

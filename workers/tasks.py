@@ -3,7 +3,6 @@
 """
 
 import logging
-import sys
 import threading
 import time
 
@@ -24,14 +23,7 @@ from sieve.database import Database
 from sieve.pubsub import Events
 from workers import logcontext, metrics, pipeline  # noqa: F401 - logcontext tags log lines
 from workers.batching import MicroBatcher
-from workers.celery_app import (
-    CLASSIFY_MANY_TASK,
-    CLASSIFY_TASK,
-    FILTER_MANY_TASK,
-    FILTER_TASK,
-    NOOP_FIRST,
-    NOOP_SECOND,
-)
+from workers.celery_app import CLASSIFY_TASK, FILTER_TASK
 from workers.recovery import Recovery
 from workers.reloading import Reloader, worker_name
 from workers.serving import ServedModels
@@ -70,19 +62,17 @@ def services() -> pipeline.Services:
 def steps() -> dict[str, MicroBatcher]:
     """This process's batchers of whole pipeline steps, one per step.
 
-    A single-image task hands its prediction id to its step's batcher and waits: the ids
-    that wait at the same moment (tasks of other messages, in other pool threads) go
-    through `pipeline.screen_many` or `pipeline.classify_many` together, so they share
-    one query, one forward pass per model and one transaction per state change. A lone
-    task runs its step in its own thread, at once."""
+    A task hands its prediction ids to its step's batcher and waits: the ids that wait at
+    the same moment (tasks of other messages, in other pool threads) go through
+    `pipeline.screen_many` or `pipeline.classify_many` together, so they share one query,
+    one forward pass per model and one transaction per state change. A lone task runs its
+    step in its own thread, at once."""
     with _state_lock:
         if "steps" not in _state:
-            settings = worker_settings()
-            _state["steps"] = {
-                "filter": MicroBatcher(_screen_together, settings.batch_max_size, 0,
-                                       "filter step", observed=False),
-                "classify": MicroBatcher(_classify_together, settings.batch_max_size, 0,
-                                         "classifier step", observed=False)}
+            size = worker_settings().batch_max_size
+            _state["steps"] = {"filter": MicroBatcher(_screen_together, size, "filter step"),
+                               "classify": MicroBatcher(_classify_together, size,
+                                                        "classifier step")}
         return _state["steps"]
 
 
@@ -106,11 +96,18 @@ def _classify_together(prediction_ids: list[str]) -> list[None]:
     return [None] * len(prediction_ids)
 
 
-def _step(name: str, prediction_id: str):
-    """Run one prediction's step with whatever waits with it. Waits at most three times
-    the task time limit (the step itself bounds each wait for a model by the limit, and
-    a filter step may go on to the classifier)."""
-    return steps()[name](prediction_id, 3 * worker_settings().task_time_limit)
+def _step(name: str, prediction_ids: list[str] | str) -> list:
+    """Run a message's step: a result per id (a lone id, from a message of an earlier
+    version, counts as a list of one). The images of one submission are a batch already
+    and run in the task's own thread, beside other steps (their forward passes take
+    turns); a single image waits with whatever waits with it, at most three times the
+    task time limit (the step bounds each wait for a model by the limit, and a filter
+    step may go on to the classifier)."""
+    ids = [prediction_ids] if isinstance(prediction_ids, str) else prediction_ids
+    batcher = steps()[name]
+    if len(ids) > 1:
+        return batcher.run(ids)
+    return batcher(ids, 3 * worker_settings().task_time_limit)
 
 
 class PredictionTask(Task):
@@ -154,49 +151,22 @@ def classifies_here() -> bool:
 
 
 @shared_task(name=FILTER_TASK, bind=True, base=PredictionTask)
-def filter_image(self, prediction_id: str) -> str:
-    """Score the image with the filter; the chain ends here unless it is accepted."""
-    if not _step("filter", prediction_id) or classifies_here():
+def filter_images(self, prediction_ids: list[str]) -> list[str]:
+    """Score a submission's images; the accepted ones go on to the classifier."""
+    ids = [prediction_ids] if isinstance(prediction_ids, str) else prediction_ids
+    accepted = [pid for pid, on in zip(ids, _step("filter", ids), strict=True) if on]
+    if not accepted or classifies_here():
         # Rejected, failed or cancelled, or classified already in the step: do not send
         # the classifier step.
-        self.request.chain = None
-    return prediction_id
-
-
-@shared_task(name=CLASSIFY_TASK, bind=True, base=PredictionTask)
-def classify_image(self, prediction_id: str) -> str:
-    """Classify an accepted image (or any image, on the classifier-only path)."""
-    _step("classify", prediction_id)
-    return prediction_id
-
-
-@shared_task(name=FILTER_MANY_TASK, bind=True, base=PredictionTask)
-def filter_images(self, prediction_ids: list[str]) -> list[str]:
-    """Score a submission's images together; the accepted ones go on to the classifier."""
-    here = classifies_here()
-    accepted = pipeline.screen_many(services(), prediction_ids, then_classify=here)
-    if not accepted or here:
         self.request.chain = None
     return accepted
 
 
-@shared_task(name=CLASSIFY_MANY_TASK, bind=True, base=PredictionTask)
+@shared_task(name=CLASSIFY_TASK, bind=True, base=PredictionTask)
 def classify_images(self, prediction_ids: list[str]) -> list[str]:
-    """Classify a submission's accepted images (or all of them, classifier-only) together."""
-    pipeline.classify_many(services(), prediction_ids)
+    """Classify a submission's accepted images (or all of them, classifier-only)."""
+    _step("classify", prediction_ids)
     return prediction_ids
-
-
-@shared_task(name=NOOP_FIRST)
-def noop_first(value):
-    """Benchmark baseline: the first task of a two-task chain that does nothing."""
-    return value
-
-
-@shared_task(name=NOOP_SECOND)
-def noop_second(value):
-    """Benchmark baseline: the second task of the no-op chain."""
-    return value
 
 
 @task_prerun.connect
@@ -223,14 +193,11 @@ def _start_serving(sender, **_kwargs) -> None:
                   sorted(queues), sender.app.conf.sieve.worker_metrics_host)
     if not queues & SERVING_QUEUES:
         return
-    # Task threads hand images to the batch thread and back: switch the GIL more often
-    # than every 5 ms so that those hand-overs do not wait for it.
-    sys.setswitchinterval(0.001)
     if "thread" in type(sender.pool).__module__:
         # A task finished in a pool thread acknowledges its message from that thread,
         # which does not wake the worker's event loop: with the prefetch limit reached, the
         # worker would sit idle for up to seconds before it takes the next messages
-        # (celery/celery#6941). A short timer bounds that pause.
+        # (celery/celery#6941). A short timer of the worker's own bounds that pause.
         sender.timer.call_repeatedly(WAKE_INTERVAL, _wake)
     current = services()
     if "prefork" not in type(sender.pool).__module__:

@@ -13,7 +13,7 @@ from web.api.tokens import PREDICT, require_token
 from web.api.uploads import fingerprint, read_uploads
 from web.api.webhooks import read_webhook
 from web.services import services
-from workers.client import Announced, QueueUnavailable
+from workers.client import QueueUnavailable, submit_many
 
 MOST_IDS = 100  # predictions named in one GET /predictions?id=...
 
@@ -60,14 +60,6 @@ def create_predictions():
     """Store and enqueue one or more images; 202 with the new predictions. With
     `?wait=SECONDS`, answered once all of them are final (201), or when the seconds have
     passed (202), whichever comes first: submit and read the result in one request."""
-    # Announced while its body is read and checked: a submission about to be sent by
-    # another request waits for it (briefly), and both go in one message.
-    with services().submitter.announced() as announced:
-        return _create_predictions(announced)
-
-
-def _create_predictions(announced: Announced) -> Response:
-    """The submission of `create_predictions`, sent through its announcement."""
     key = _idempotency_key()
     seconds = _wait_seconds()
     uploads, pipeline = read_uploads()
@@ -79,9 +71,9 @@ def _create_predictions(announced: Announced) -> Response:
             return _replay(held, fingerprint(uploads, pipeline, webhook))
     try:
         check_backpressure()  # one message, however many images
-        created = announced.submit_many(
-            [(u.data, u.content_type, u.filename) for u in uploads], pipeline, user_id,
-            g.get("request_id"), webhook)
+        created = submit_many(services().celery, db,
+                              [(u.data, u.content_type, u.filename) for u in uploads],
+                              pipeline, user_id, g.get("request_id"), webhook)
     except QueueUnavailable as exc:
         if key is not None:
             db.release_idempotency_key(user_id, key)
