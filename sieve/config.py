@@ -83,7 +83,6 @@ class Settings(BaseSettings):
     result_backend: str = variable("CELERY_RESULT_BACKEND", default="", validate_default=True)
     database_url: str = variable("DATABASE_URL", default=f"sqlite:///{ROOT / 'var' / 'sieve.db'}")
     batch_max_size: int = 32
-    batch_max_wait_ms: float = 2.0
     task_time_limit: float = 60.0
     visibility_timeout: float = 120.0
     recovery_interval: float = 15.0
@@ -164,11 +163,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
-
-    @property
-    def batch_max_wait(self) -> float:
-        """SIEVE_BATCH_MAX_WAIT_MS in seconds."""
-        return self.batch_max_wait_ms / 1000
 
     @property
     def production(self) -> bool:

@@ -9,6 +9,7 @@ each prediction task also bounds its own wait for the model (SIEVE_TASK_TIME_LIM
 from celery import Celery
 
 from sieve.config import Settings, get_settings
+from sieve.queues import CLASSIFY_QUEUE, FILTER_QUEUE, TRAINING_QUEUE, WEBHOOKS_QUEUE
 
 # The two steps of a prediction; each message carries the ids of one submission's images.
 FILTER_TASK, CLASSIFY_TASK = "sieve.filter", "sieve.classify"
@@ -16,10 +17,10 @@ TRAIN_TASK = "sieve.train.run"
 WEBHOOK_TASK = "sieve.webhooks.deliver"
 
 ROUTES = {
-    FILTER_TASK: {"queue": "filter"},
-    CLASSIFY_TASK: {"queue": "classify"},
-    "sieve.train.*": {"queue": "training"},
-    "sieve.webhooks.*": {"queue": "webhooks"},
+    FILTER_TASK: {"queue": FILTER_QUEUE},
+    CLASSIFY_TASK: {"queue": CLASSIFY_QUEUE},
+    "sieve.train.*": {"queue": TRAINING_QUEUE},
+    "sieve.webhooks.*": {"queue": WEBHOOKS_QUEUE},
 }
 
 
@@ -36,7 +37,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
         accept_content=["json"],
         result_accept_content=["json"],
         task_routes=ROUTES,
-        task_default_queue="filter",
+        task_default_queue=FILTER_QUEUE,
         # Redelivery: a message is acknowledged only once its task has finished, and a
         # worker that dies mid-task gives its messages back to the queue.
         task_acks_late=True,

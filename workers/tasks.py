@@ -21,6 +21,7 @@ from celery.signals import (
 
 from sieve.database import Database
 from sieve.pubsub import Events
+from sieve.queues import SERVING_QUEUES
 from workers import logcontext, metrics, pipeline  # noqa: F401 - logcontext tags log lines
 from workers.batching import MicroBatcher
 from workers.celery_app import CLASSIFY_TASK, FILTER_TASK
@@ -35,7 +36,6 @@ TRANSIENT = (sqlalchemy.exc.OperationalError, redis.ConnectionError, redis.Timeo
 # What a task meets when Redis or the database is away, also after its retries, or when
 # the next step of its chain cannot be sent.
 UNREACHABLE = (*TRANSIENT, kombu.exceptions.OperationalError)
-SERVING_QUEUES = {"filter", "classify"}
 
 WAKE_INTERVAL = 0.005  # seconds
 
@@ -191,7 +191,7 @@ def _start_serving(sender, **_kwargs) -> None:
     _state["queues"] = frozenset(queues)
     metrics.serve(sender.app.conf.sieve.worker_metrics_port, sender.app.conf.broker_url,
                   sorted(queues), sender.app.conf.sieve.worker_metrics_host)
-    if not queues & SERVING_QUEUES:
+    if not queues & set(SERVING_QUEUES):
         return
     if "thread" in type(sender.pool).__module__:
         # A task finished in a pool thread acknowledges its message from that thread,
@@ -221,7 +221,7 @@ def _start_child(**_kwargs) -> None:
     before the worker is ready: the queues come from the app's consumer setup)."""
     from workers import app
     queues = set(app.amqp.queues.consume_from)
-    if queues & SERVING_QUEUES:
+    if queues & set(SERVING_QUEUES):
         _start_reloader(services().models, worker_name(), queues)
 
 
