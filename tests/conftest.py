@@ -178,7 +178,7 @@ def known_images(trained_store, fashion):
     candidates = [png(a) for a in fashion.test.images[:60, 0].numpy()]
     labels = [fashion.classes[int(i)] for i in fashion.test.labels[:60]]
     answers = classifier.classify(candidates)
-    verdicts = filter_.screen(candidates)
+    verdicts = filter_.filter_verdicts(candidates)
     chosen = [(data, label) for data, label, answer, verdict
               in zip(candidates, labels, answers, verdicts, strict=True)
               if answer["class"] == label and verdict["accepted"]]
@@ -190,7 +190,8 @@ def known_images(trained_store, fashion):
 def outlier_png(trained_store):
     """An image the test filter rejects."""
     data = noise()
-    assert not Predictor.from_store("filter", store=trained_store).screen([data])[0]["accepted"]
+    filter_ = Predictor.from_store("filter", store=trained_store)
+    assert not filter_.filter_verdicts([data])[0]["accepted"]
     return data
 
 

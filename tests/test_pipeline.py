@@ -29,10 +29,10 @@ def _states(services, pid: str) -> list[str]:
     return [e["state"] for e in services.db.events(pid)]
 
 
-def test_accepted_image_is_screened_then_classified(services, known_images):
+def test_accepted_image_is_filtered_then_classified(services, known_images):
     data, label = known_images[0]
     pid = _new(services, data)
-    assert pipeline.screen(services, pid) is True
+    assert pipeline.filter_image(services, pid) is True
     after_filter = services.db.get_prediction(pid)
     assert after_filter.state == CLASSIFYING
     assert after_filter.filter_score >= after_filter.filter_threshold
@@ -46,7 +46,7 @@ def test_accepted_image_is_screened_then_classified(services, known_images):
 
 def test_outlier_is_rejected_with_its_score(services, outlier_png):
     pid = _new(services, outlier_png)
-    assert pipeline.screen(services, pid) is False
+    assert pipeline.filter_image(services, pid) is False
     rejected = services.db.get_prediction(pid)
     assert rejected.state == REJECTED and rejected.label is None
     assert rejected.filter_score < rejected.filter_threshold
@@ -66,16 +66,16 @@ def test_classifier_only_path_skips_the_filter(services, outlier_png):
 def test_redelivered_steps_do_not_make_a_second_result(services, known_images):
     data, _ = known_images[1]
     pid = _new(services, data)
-    assert pipeline.screen(services, pid) and pipeline.screen(services, pid)
+    assert pipeline.filter_image(services, pid) and pipeline.filter_image(services, pid)
     pipeline.classify(services, pid)
     pipeline.classify(services, pid)
-    assert pipeline.screen(services, pid) is False
+    assert pipeline.filter_image(services, pid) is False
     assert _states(services, pid) == [QUEUED, FILTERING, CLASSIFYING, DONE]
 
 
 def test_a_broken_image_fails_with_a_reason(services, fashion_test_images):
     pid = _new(services, truncated_png(fashion_test_images[0]))
-    assert pipeline.screen(services, pid) is False
+    assert pipeline.filter_image(services, pid) is False
     failed = services.db.get_prediction(pid)
     assert failed.state == FAILED and "not a usable image" in failed.reason
 
@@ -94,7 +94,7 @@ def test_a_missing_model_fails_with_what_to_run(db, settings, tmp_path, known_im
 def test_a_cancelled_prediction_is_left_alone(services, known_images):
     pid = _new(services, known_images[0][0])
     services.db.transition(pid, CANCELLED, (QUEUED,))
-    assert pipeline.screen(services, pid) is False
+    assert pipeline.filter_image(services, pid) is False
     pipeline.classify(services, pid)
     assert _states(services, pid) == [QUEUED, CANCELLED]
 
@@ -132,7 +132,7 @@ def _new_many(services, images: list[bytes], pipeline_name: str = "filter") -> l
     return [p.id for p in services.db.create_predictions(uploads, pipeline_name)]
 
 
-def _assert_screened_and_classified(services, labels: dict[str, str]) -> None:
+def _assert_filtered_and_classified(services, labels: dict[str, str]) -> None:
     """Each prediction ({id: expected label}) went through both models, once."""
     for pid, label in labels.items():
         done = services.db.get_prediction(pid)
@@ -148,16 +148,16 @@ def test_images_submitted_together_share_one_forward_pass(services, known_images
                                second, first])
     shirt, outlier, broken, trousers, cancelled = ids
     services.db.transition(cancelled, CANCELLED, (QUEUED,))
-    assert pipeline.screen_many(services, ids) == [shirt, trousers]
+    assert pipeline.filter_many(services, ids) == [shirt, trousers]
     assert services.models.batch_stats()["filter"] == {"batches": 1, "images": 3}
     assert services.db.get_prediction(outlier).state == REJECTED
     assert "not like the images" in services.db.get_prediction(outlier).reason
     assert "not a usable image" in services.db.get_prediction(broken).reason
     pipeline.classify_many(services, [shirt, trousers])
     assert services.models.batch_stats()["classifier"] == {"batches": 1, "images": 2}
-    _assert_screened_and_classified(services, {shirt: label_1, trousers: label_2})
+    _assert_filtered_and_classified(services, {shirt: label_1, trousers: label_2})
     # Redelivered messages: nothing moves again, no second result.
-    assert pipeline.screen_many(services, ids) == []
+    assert pipeline.filter_many(services, ids) == []
     pipeline.classify_many(services, ids)
     assert [_states(services, pid) for pid in ids] == [
         [QUEUED, FILTERING, CLASSIFYING, DONE], [QUEUED, FILTERING, REJECTED],
@@ -165,10 +165,10 @@ def test_images_submitted_together_share_one_forward_pass(services, known_images
         [QUEUED, CANCELLED]]
 
 
-def test_a_redelivered_filter_step_passes_screened_images_on(services, known_images):
+def test_a_redelivered_filter_step_passes_filtered_images_on(services, known_images):
     ids = _new_many(services, [known_images[0][0], known_images[1][0]])
-    assert pipeline.screen_many(services, ids) == ids
-    assert pipeline.screen_many(services, ids) == ids  # the classifier step may be lost
+    assert pipeline.filter_many(services, ids) == ids
+    assert pipeline.filter_many(services, ids) == ids  # the classifier step may be lost
     pipeline.classify_many(services, ids)
     assert {services.db.get_prediction(pid).state for pid in ids} == {DONE}
 
@@ -177,14 +177,14 @@ def test_the_filter_step_may_go_on_through_the_classifier_in_the_same_call(
         services, known_images, outlier_png):
     (shirt_png, shirt_label), (second_png, second_label) = known_images[:2]
     ids = _new_many(services, [shirt_png, outlier_png, second_png])
-    shirt, outlier, screened = ids
-    # One screened already (a redelivery after the filter step): it goes on as well.
-    assert pipeline.screen_many(services, [screened]) == [screened]
-    assert pipeline.screen_many(services, ids, then_classify=True) == [screened, shirt]
+    shirt, outlier, filtered = ids
+    # One filtered already (a redelivery after the filter step): it goes on as well.
+    assert pipeline.filter_many(services, [filtered]) == [filtered]
+    assert pipeline.filter_many(services, ids, then_classify=True) == [filtered, shirt]
     assert services.models.batch_stats()["classifier"] == {"batches": 1, "images": 2}
-    _assert_screened_and_classified(services, {shirt: shirt_label, screened: second_label})
+    _assert_filtered_and_classified(services, {shirt: shirt_label, filtered: second_label})
     assert _states(services, outlier) == [QUEUED, FILTERING, REJECTED]
-    assert pipeline.screen_many(services, ids, then_classify=True) == []  # redelivered
+    assert pipeline.filter_many(services, ids, then_classify=True) == []  # redelivered
 
 
 def test_a_prediction_cancelled_before_its_classifier_step_stays_cancelled(
@@ -197,7 +197,7 @@ def test_a_prediction_cancelled_before_its_classifier_step_stays_cancelled(
         return classify(*args)
 
     monkeypatch.setattr(services.models, "classify_many", cancelled_meanwhile)
-    assert pipeline.screen_many(services, [pid], then_classify=True) == [pid]
+    assert pipeline.filter_many(services, [pid], then_classify=True) == [pid]
     assert _states(services, pid) == [QUEUED, FILTERING, CLASSIFYING, CANCELLED]
 
 
@@ -214,7 +214,7 @@ def test_images_together_without_a_model_fail_with_what_to_run(db, settings, tmp
     empty = pipeline.Services(db=db, events=Events(settings.redis_url),
                               models=ServedModels(str(tmp_path / "no-models")))
     ids = _new_many(empty, [known_images[0][0], known_images[1][0]])
-    assert pipeline.screen_many(empty, ids) == []
+    assert pipeline.filter_many(empty, ids) == []
     for pid in ids:
         failed = db.get_prediction(pid)
         assert failed.state == FAILED and "no filter has been trained yet" in failed.reason

@@ -85,14 +85,14 @@ def test_filter_accepts_clothing_and_rejects_obvious_outliers(trained_store, fas
     card = predictor.card
     assert 0.0 < card["threshold"] < 1.0
     assert card["metrics"]["in_domain_acceptance"] > 0.95
-    verdicts = predictor.screen([png(a) for a in fashion.test.images[:200, 0].numpy()])
+    verdicts = predictor.filter_verdicts([png(a) for a in fashion.test.images[:200, 0].numpy()])
     assert np.mean([v["accepted"] for v in verdicts]) > 0.95
     rng = np.random.default_rng(1)
     noise = rng.integers(0, 256, (28, 28), dtype=np.uint8)
     white = np.full((64, 64), 255, np.uint8)
     text = Image.new("L", (200, 60), 255)
     ImageDraw.Draw(text).text((10, 20), "Hello, filter!", fill=0)
-    rejected = predictor.screen([png(noise), png(white), text])
+    rejected = predictor.filter_verdicts([png(noise), png(white), text])
     assert not any(v["accepted"] for v in rejected), rejected
 
 

@@ -102,28 +102,28 @@ def _filter_metrics(predictor: Predictor, data, split, seed: int) -> dict:
 
 def _pipeline(args: argparse.Namespace, store) -> dict:
     """Filter acceptance, classifier and end-to-end accuracy per upload kind; outliers."""
-    screen = Predictor.from_store("filter", None, store)
+    filter_model = Predictor.from_store("filter", None, store)
     classify = Predictor.from_store("classifier", None, store)
     data = load_dataset(args.data_dir, args.data_url, download=args.download_data,
                         seed=args.seed, image_size=classify.preprocessing.size)
-    if not data.preprocessing == screen.preprocessing == classify.preprocessing:
+    if not data.preprocessing == filter_model.preprocessing == classify.preprocessing:
         raise DataError("the upload-shaped test set needs the Fashion-MNIST preset for "
                         "both models and the data")
     split = getattr(data, args.split)
-    threshold = float(screen.card["threshold"])
+    threshold = float(filter_model.card["threshold"])
     kinds = {}
     for kind, (images, chosen) in uploads.evaluation_set(split.images, args.seed,
                                                          args.per_kind).items():
-        accepted = screen.probabilities(images) >= threshold
+        accepted = filter_model.probabilities(images) >= threshold
         correct = classify.probabilities(images).argmax(1) == split.labels[chosen]
         kinds[kind] = {"images": len(images),
                        "acceptance": float(accepted.float().mean()),
                        "classifier_accuracy": float(correct.float().mean()),
                        "end_to_end_accuracy": float((accepted & correct).float().mean())}
-    scores = {kind: screen.probabilities(images) for kind, images in
+    scores = {kind: filter_model.probabilities(images) for kind, images in
               filtering.test_outliers(data.preprocessing, args.seed, args.per_kind).items()}
-    outliers = filtering.report(screen.probabilities(split.images), scores, threshold)
-    metrics = {"model": "pipeline", "filter": screen.version, "classifier": classify.version,
+    outliers = filtering.report(filter_model.probabilities(split.images), scores, threshold)
+    metrics = {"model": "pipeline", "filter": filter_model.version, "classifier": classify.version,
                "data": data.name, "split": args.split, "uploads": kinds,
                "plain_classifier_accuracy": float(
                    (classify.probabilities(split.images).argmax(1) == split.labels)

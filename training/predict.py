@@ -84,7 +84,7 @@ class Predictor:
         return [self.describe_class(row, top_k)
                 for row in self.probabilities(self.canonical(sources))]
 
-    def screen(self, sources) -> list[dict]:
+    def filter_verdicts(self, sources) -> list[dict]:
         """The filter's verdict on each image: score, threshold and accepted or not."""
         return [self.describe_score(s) for s in self.probabilities(self.canonical(sources))]
 

@@ -107,9 +107,9 @@ def _reason(services: Services, exc: Exception) -> str:
 EXPECTED = (ImageError, ModelUnavailable, TimeoutError)
 
 
-def screen(services: Services, prediction_id: str) -> bool:
+def filter_image(services: Services, prediction_id: str) -> bool:
     """Filter step of one prediction. True when the chain should go on to the classifier."""
-    return prediction_id in screen_many(services, [prediction_id])
+    return prediction_id in filter_many(services, [prediction_id])
 
 
 def classify(services: Services, prediction_id: str) -> None:
@@ -140,12 +140,12 @@ def _run_many(services: Services, items: list, step, *args) -> list[tuple]:
             if not isinstance(result, ImageError)]
 
 
-def screen_many(services: Services, prediction_ids: list[str],
+def filter_many(services: Services, prediction_ids: list[str],
                 then_classify: bool = False) -> list[str]:
     """Filter step for several images: the ids that go on to the classifier.
 
     A prediction another delivery is moving (not `queued` for this one) is left to it;
-    one already screened goes on; final or cancelled ones are skipped. With
+    one already filtered goes on; final or cancelled ones are skipped. With
     `then_classify`, those that go on run the classifier step at once, in this call,
     from the records the filter step has just written (no second read)."""
     items = services.db.work_items(prediction_ids)
@@ -153,7 +153,7 @@ def screen_many(services: Services, prediction_ids: list[str],
     moved = services.move_many({item.id: {} for item in items if item.state == QUEUED},
                                FILTERING, (QUEUED,))
     todo = [item for item in items if item.state == FILTERING or item.id in moved]
-    verdicts = _run_many(services, todo, services.models.screen_many)
+    verdicts = _run_many(services, todo, services.models.filter_many)
     services.move_many({item.id: {**_verdict_fields(v), "reason": REJECTED_REASON}
                         for item, v in verdicts if not v["accepted"]},
                        REJECTED, (FILTERING,))
@@ -168,7 +168,7 @@ def screen_many(services: Services, prediction_ids: list[str],
 
 
 def classify_many(services: Services, prediction_ids: list[str]) -> None:
-    """Classifier step for several images (screened, or classifier-only)."""
+    """Classifier step for several images (filtered, or classifier-only)."""
     items = services.db.work_items(prediction_ids)
     moved = services.move_many({item.id: {} for item in items if item.state == QUEUED
                                 and item.pipeline == CLASSIFY_ONLY}, CLASSIFYING, (QUEUED,))

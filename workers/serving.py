@@ -136,7 +136,7 @@ class ServedModels:
             results[index] = row
         return predictor, results
 
-    def screen_many(self, datas: list[bytes], timeout: float,
+    def filter_many(self, datas: list[bytes], timeout: float,
                     keys: list[str]) -> list[dict | ImageError]:
         """The filter's verdicts on images (`keys`: their prediction ids, for reuse)."""
         predictor, rows = self._forward_many(FILTER, datas, timeout, keys)

@@ -64,13 +64,13 @@ def steps() -> dict[str, MicroBatcher]:
 
     A task hands its prediction ids to its step's batcher and waits: the ids that wait at
     the same moment (tasks of other messages, in other pool threads) go through
-    `pipeline.screen_many` or `pipeline.classify_many` together, so they share one query,
+    `pipeline.filter_many` or `pipeline.classify_many` together, so they share one query,
     one forward pass per model and one transaction per state change. A lone task runs its
     step in its own thread, at once."""
     with _state_lock:
         if "steps" not in _state:
             size = worker_settings().batch_max_size
-            _state["steps"] = {"filter": MicroBatcher(_screen_together, size, "filter step"),
+            _state["steps"] = {"filter": MicroBatcher(_filter_together, size, "filter step"),
                                "classify": MicroBatcher(_classify_together, size,
                                                         "classifier step")}
         return _state["steps"]
@@ -82,10 +82,10 @@ def worker_settings():
     return app.conf.sieve
 
 
-def _screen_together(prediction_ids: list[str]) -> list[bool]:
+def _filter_together(prediction_ids: list[str]) -> list[bool]:
     """The filter step for ids that waited together (and the classifier step of those it
     accepts, on a worker that `classifies_here`): for each, whether it was accepted."""
-    accepted = set(pipeline.screen_many(services(), prediction_ids,
+    accepted = set(pipeline.filter_many(services(), prediction_ids,
                                         then_classify=classifies_here()))
     return [pid in accepted for pid in prediction_ids]
 
@@ -146,7 +146,7 @@ def classifies_here() -> bool:
     half of Celery's work for a prediction), and a second read of the records. The
     filter message is acknowledged only after both steps, so a worker that dies in
     between has it delivered again, and the redelivery goes on from the state the
-    prediction reached (`pipeline.screen_many`)."""
+    prediction reached (`pipeline.filter_many`)."""
     return worker_settings().chain_locally and "classify" in _state.get("queues", ())
 
 

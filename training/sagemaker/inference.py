@@ -104,8 +104,8 @@ def predict_fn(data: dict, model: dict) -> list[dict]:
                                 'ask for "model": "classifier"')
     images = data["images"]
     try:
-        verdicts = model["filter"].screen(images) if choice != "classifier" else [None] * len(
-            images)
+        verdicts = (model["filter"].filter_verdicts(images) if choice != "classifier"
+                    else [None] * len(images))
         if choice == "filter":
             return [{"status": "screened", "filter": v} for v in verdicts]
         accepted = [i for i, v in enumerate(verdicts) if v is None or v["accepted"]]
