@@ -43,7 +43,7 @@ def load_into(model: nn.Module, checkpoint: dict, arch: dict, classes: list[str]
     if theirs is not None and _shape(theirs) != _shape(arch):
         raise CheckpointError(
             f"{source} holds a {_describe(theirs)} but this run builds a {_describe(arch)}: "
-            "pass the matching --arch, --width and data set"
+            "pass the matching --width, --arch and data set"
         )
     if checkpoint.get("classes") is not None and list(checkpoint["classes"]) != list(classes):
         raise CheckpointError(
