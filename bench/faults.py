@@ -50,7 +50,7 @@ from bench.processes import S3Server, Worker, wait_for
 from bench.proxy import Proxy
 from bench.report import machine, print_table
 from bench.scratch import Scratch, scratch
-from bench.service import Gunicorn, _token, service_env
+from bench.service import Gunicorn, make_api_token, service_env
 from bench.uploads import BACKPRESSURE, Tally, loss_rows, outcome, settle, upload
 from sieve.config import get_settings
 from sieve.database import Database
@@ -95,7 +95,7 @@ def service(run: Scratch, database_url: str, store_url: str, args, **extra: str
     current = None
     try:
         web.wait("/healthz")
-        current = Service(env, run.folder, web, _token(database_url, run.redis.url))
+        current = Service(env, run.folder, web, make_api_token(database_url, run.redis.url))
         yield current
     finally:
         web.stop()

@@ -19,7 +19,7 @@ import requests
 from PIL import Image
 
 from bench.scratch import scratch
-from bench.service import Gunicorn, _token, service_env
+from bench.service import Gunicorn, make_api_token, service_env
 
 SIDE = (8000, 5000)
 
@@ -66,7 +66,7 @@ def main() -> int:
         web = Gunicorn("web:create_app()", env, s.folder, ["-k", "gevent", "-w", "1"])
         try:
             web.wait("/healthz")
-            headers = {"Authorization": f"Bearer {_token(s.database_url, s.redis.url)}"}
+            headers = {"Authorization": f"Bearer {make_api_token(s.database_url, s.redis.url)}"}
             for count in (4, 16):
                 answers, slowest = _round(web.url, headers, image, count)
                 print(f"2 concurrent requests of {count} x 40 MP PNG ({len(image):,} bytes "

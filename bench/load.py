@@ -22,7 +22,7 @@ from bench.pipeline import load_settings_store, test_images
 from bench.processes import Worker
 from bench.report import machine, print_table
 from bench.scratch import scratch
-from bench.service import Gunicorn, _token, service_env
+from bench.service import Gunicorn, make_api_token, service_env
 from bench.uploads import loss_rows, outcome, settle, upload
 from sieve.database import Database
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             worker.start()
             web.wait("/healthz")
-            token = _token(database_url, redis_server.url)
+            token = make_api_token(database_url, redis_server.url)
             started = time.monotonic()
             deadline = started + args.seconds
             tally = upload(web.url, token, images, args.uploads, args.clients, deadline)

@@ -45,7 +45,7 @@ ADDED_P50_MS = 10.0
 SENDERS = 4
 
 
-def _ms(seconds: list[float], q: float) -> float:
+def quantile_ms(seconds: list[float], q: float) -> float:
     """The q-quantile of durations in seconds, in milliseconds."""
     ordered = sorted(seconds)
     return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -73,7 +73,7 @@ def forward_passes(store_url: str, images: list[bytes], repeats: int = 200) -> d
         started = time.perf_counter()
         for _ in range(20):
             predictor.probabilities(batch)
-        figures[name] = {"p50": _ms(times, 0.5),
+        figures[name] = {"p50": quantile_ms(times, 0.5),
                          "batched_per_s": 20 * len(batch) / (time.perf_counter() - started)}
         del predictor, one, batch
     torch.set_num_threads(1)  # leave the cores to the worker from here on
@@ -136,7 +136,8 @@ def noop_chain(celery, count: int, samples: int) -> dict:
     # that happen while Redis is up, not in a later collection after it stopped.
     del results
     gc.collect()
-    return {"p50": _ms(latencies, 0.5), "p95": _ms(latencies, 0.95), "per_s": count / elapsed}
+    return {"p50": quantile_ms(latencies, 0.5), "p95": quantile_ms(latencies, 0.95),
+            "per_s": count / elapsed}
 
 
 def real_chain(celery, db: Database, finals: FinalEvents, images: list[bytes],
@@ -155,7 +156,7 @@ def real_chain(celery, db: Database, finals: FinalEvents, images: list[bytes],
         ids = list(pool.map(send, images))
     ended = max(finals.wait(pid, timeout=300) for pid in ids)
     states = [db.get_prediction(pid).state for pid in ids]
-    return {"p50": _ms(latencies, 0.5), "p95": _ms(latencies, 0.95),
+    return {"p50": quantile_ms(latencies, 0.5), "p95": quantile_ms(latencies, 0.95),
             "per_s": len(ids) / (ended - started),
             "done": states.count("done"), "rejected": states.count("rejected"),
             "failed": states.count("failed")}

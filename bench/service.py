@@ -35,7 +35,7 @@ from pathlib import Path
 
 import requests
 
-from bench.pipeline import _ms, forward_passes, load_settings_store, noop_chain, test_images
+from bench.pipeline import forward_passes, load_settings_store, noop_chain, quantile_ms, test_images
 from bench.processes import Worker, free_port, wait_for
 from bench.report import machine, print_table
 from bench.scratch import scratch
@@ -126,8 +126,8 @@ def _load(clients: int, jobs: list, one) -> dict:
         latencies = [x for batch in pool.map(run, jobs) for x in batch]
     elapsed = time.perf_counter() - started
     return {"images": len(latencies), "per_s": len(latencies) / elapsed,
-            "p50": _ms(latencies, 0.5),
-            "p95": _ms(latencies, 0.95), "p99": _ms(latencies, 0.99)}
+            "p50": quantile_ms(latencies, 0.5),
+            "p95": quantile_ms(latencies, 0.95), "p99": quantile_ms(latencies, 0.99)}
 
 
 def _service_client(url: str, token: str):
@@ -180,7 +180,7 @@ def service_env(redis_url: str, database_url: str, store_url: str, **extra: str)
             "SIEVE_WORKER_METRICS_PORT": "0", **extra}
 
 
-def _token(database_url: str, redis_url: str) -> str:
+def make_api_token(database_url: str, redis_url: str) -> str:
     """A user and an API token made the way `flask tokens create` makes them."""
     from web import create_app
     from web.api.tokens import create_token
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             worker.start()
             for server, path in ((web, "/healthz"), (model, "/"), (front, "/")):
                 server.wait(path)
-            token = _token(database_url, redis_server.url)
+            token = make_api_token(database_url, redis_server.url)
             settings = get_settings().replace(redis_url=redis_server.url,
                                               broker_url=redis_server.url,
                                               result_backend=redis_server.url)

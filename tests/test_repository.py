@@ -16,7 +16,7 @@ from sieve.config import ROOT
 # Requirements
 
 
-def _pins(path: Path) -> dict[str, str]:
+def read_pins(path: Path) -> dict[str, str]:
     """name -> pinned version of a pip-compile output file."""
     pins = {}
     for line in path.read_text().splitlines():
@@ -44,7 +44,7 @@ def _wanted(path: Path) -> list[Requirement]:
 def test_requirements_txt_pins_what_the_in_file_asks_for(pair):
     """Every requirement of the .in file is pinned in its .txt at a version it allows:
     a .in edited without `make compile-deps` fails here."""
-    pins = _pins(ROOT / pair[1])
+    pins = read_pins(ROOT / pair[1])
     for requirement in _wanted(ROOT / pair[0]):
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{requirement} is in {pair[0]} but not pinned in {pair[1]}"
@@ -53,7 +53,7 @@ def test_requirements_txt_pins_what_the_in_file_asks_for(pair):
 
 
 def test_dev_pins_agree_with_runtime_pins():
-    runtime, dev = _pins(ROOT / "requirements.txt"), _pins(ROOT / "requirements-dev.txt")
+    runtime, dev = read_pins(ROOT / "requirements.txt"), read_pins(ROOT / "requirements-dev.txt")
     assert {n: v for n, v in runtime.items() if dev.get(n) != v} == {}
 
 
@@ -61,7 +61,7 @@ def test_every_pin_is_needed_by_something():
     """No orphan: each pinned package is asked for by a .in file or by another pin."""
     for name in ("requirements.txt", "requirements-web.txt", "requirements-dev.txt"):
         text = (ROOT / name).read_text()
-        for package in _pins(ROOT / name):
+        for package in read_pins(ROOT / name):
             block = re.search(rf"(?ims)^{re.escape(package)}==.*?(?=^[a-z0-9])", text + "\nz")
             assert block and "# via" in block[0].lower() or "-r requirements" in block[0], (
                 f"{package} in {name} has no '# via' line")

@@ -19,7 +19,7 @@ from sieve.config import ROOT
 from sieve.migrate import upgrade
 from tests.fixtures_web import SECRET_KEY, LiveServer
 from tests.images import noise
-from tests.test_repository import _pins
+from tests.test_repository import read_pins
 
 WEB_ONLY = Path(__file__).resolve().parent / "web_only"
 # The packages that serve and train models: none of them belongs in the web image.
@@ -40,7 +40,7 @@ def _python(code: str, **env: str) -> subprocess.CompletedProcess:
 
 
 def test_web_requirements_leave_out_torch_and_agree_with_the_runtime_pins():
-    web, runtime = _pins(ROOT / "requirements-web.txt"), _pins(ROOT / "requirements.txt")
+    web, runtime = read_pins(ROOT / "requirements-web.txt"), read_pins(ROOT / "requirements.txt")
     assert not WORKER_ONLY & set(web), f"the web set pins {sorted(WORKER_ONLY & set(web))}"
     assert not [name for name in web if name.startswith(("nvidia-", "cuda-"))]
     assert {n: v for n, v in web.items() if runtime.get(n) != v} == {}, (

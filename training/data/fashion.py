@@ -76,7 +76,7 @@ def load_fashion_mnist(
     )
 
 
-def _has_fashion_files(folder: Path) -> bool:
+def has_fashion_files(folder: Path) -> bool:
     """True when `folder` holds the four Fashion-MNIST .gz files."""
     return all((folder / f"{name}.gz").is_file() for name in FASHION_SHA256)
 
@@ -87,7 +87,7 @@ def _fashion_folder(
     """Return the folder with the four files: the system copy, the cache, or a download."""
     cache = settings.data_dir / "fashion-mnist"
     for folder in (settings.fashion_mnist_dir, cache):
-        if _has_fashion_files(folder):
+        if has_fashion_files(folder):
             return folder
     if not allow_download:
         raise DataError(

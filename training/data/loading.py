@@ -6,7 +6,7 @@ from pathlib import Path
 from sieve.config import Settings, get_settings
 from training.data.archives import archive_stem, load_archive
 from training.data.dataset import DataSet
-from training.data.fashion import _has_fashion_files, load_fashion_mnist
+from training.data.fashion import has_fashion_files, load_fashion_mnist
 from training.data.folders import load_image_folder
 
 
@@ -26,7 +26,7 @@ def load_dataset(
     settings = settings or get_settings()
     if data_dir is not None:
         folder = Path(data_dir)
-        if _has_fashion_files(folder):
+        if has_fashion_files(folder):
             return load_fashion_mnist(folder, val_size=val_size, seed=seed)
         return load_image_folder(folder, image_size=image_size)
     url = data_url or settings.data_url

@@ -27,22 +27,22 @@ def _package_dir(package: str) -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
-def _skimage(name: str) -> Path:
+def skimage_file(name: str) -> Path:
     """A data file shipped inside the scikit-image wheel (no pooch download)."""
     return _package_dir("skimage") / "data" / name
 
 
-def _mpl(name: str) -> Path:
+def matplotlib_file(name: str) -> Path:
     """A file shipped inside matplotlib's mpl-data folder."""
     return Path(matplotlib.get_data_path()) / name
 
 
-def _sklearn(name: str) -> Path:
+def sklearn_image(name: str) -> Path:
     """A sample image shipped inside scikit-learn."""
     return _package_dir("sklearn") / "datasets" / "images" / name
 
 
-def _canonical(images: Sequence) -> np.ndarray:
+def canonical_batch(images: Sequence) -> np.ndarray:
     """Pass uint8 arrays or PIL images through the shared preprocessing: uint8 (n, 28, 28)."""
     out = np.empty((len(images), SIZE, SIZE), np.uint8)
     for i, image in enumerate(images):
@@ -69,7 +69,7 @@ def _paper(rng: np.random.Generator, ink: np.ndarray) -> np.ndarray:
     return np.clip(paper + (pen - paper) * ink + grain, 0, 255).astype(np.uint8)
 
 
-def _finish(
+def finish_ink(
     rng: np.random.Generator, ink: np.ndarray, upload: float = 0.3, warp: dict | None = None
 ) -> np.ndarray:
     """Ink maps (n, 56, 56) in [0, 1] to canonical images, raw 28x28 or uploaded on paper.
@@ -87,7 +87,7 @@ def _finish(
     raw = small * rng.uniform(150, 255, (n, 1, 1))
     raw = np.clip(raw, 0, 255).astype(np.uint8)
     paper = np.pad(_paper(rng, small), ((0, 0), (1, 1), (1, 1)), mode="edge")
-    return _canonical([paper[i] if is_upload[i] else raw[i] for i in range(n)])
+    return canonical_batch([paper[i] if is_upload[i] else raw[i] for i in range(n)])
 
 
 def _affine(rng: np.random.Generator, n: int, scale, rotate: float, shear: float) -> np.ndarray:
@@ -159,7 +159,7 @@ def _shifted_max(ink: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(rows[:, :, :-2], rows[:, :, 1:-1]), rows[:, :, 2:])
 
 
-def _pen(rng: np.random.Generator, ink: np.ndarray, odds=(0.2, 0.35, 0.3, 0.15)) -> np.ndarray:
+def vary_pen(rng: np.random.Generator, ink: np.ndarray, odds=(0.2, 0.35, 0.3, 0.15)) -> np.ndarray:
     """Thin, keep, thicken or thicken more strokes, with these odds, as different pens would."""
     choice = rng.choice(4, len(ink), p=odds)
     out = ink.copy()
@@ -174,7 +174,7 @@ def _pen(rng: np.random.Generator, ink: np.ndarray, odds=(0.2, 0.35, 0.3, 0.15))
     return out
 
 
-def _centred(image: Image.Image) -> np.ndarray:
+def centred_ink(image: Image.Image) -> np.ndarray:
     """Ink (light on black) scaled to GLYPH on its longest side, centred on a CANVAS square."""
     box = image.getbbox()
     canvas = np.zeros((CANVAS, CANVAS), np.float32)
@@ -190,6 +190,6 @@ def _centred(image: Image.Image) -> np.ndarray:
     return np.clip(canvas, 0, 1)
 
 
-def _shuffled(rng: np.random.Generator, images: np.ndarray) -> np.ndarray:
+def shuffled(rng: np.random.Generator, images: np.ndarray) -> np.ndarray:
     """The images in random order."""
     return images[rng.permutation(len(images))]

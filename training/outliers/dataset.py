@@ -10,54 +10,54 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.outliers.canvas import Kind, _mpl
+from training.outliers.canvas import Kind, matplotlib_file
 from training.outliers.charts import charts
 from training.outliers.diagrams import diagrams
-from training.outliers.drawings import _scribbles, _shapes
+from training.outliers.drawings import draw_scribbles, draw_shapes
 from training.outliers.glyphs import (
     DIGITS,
     LETTERS,
     SCRIPTS,
     SYMBOLS,
     SYSTEM_FONT_LICENCES,
-    _font_files,
-    _font_glyphs,
-    _text,
+    draw_font_glyphs,
+    draw_text,
+    font_files,
 )
 from training.outliers.pictures import (
-    _faces,
-    _icons,
-    _photos,
-    _scientific,
-    _sklearn_digits,
-    _sklearn_photos,
-    _textures,
+    draw_faces,
+    draw_icons,
+    draw_photos,
+    draw_scientific,
+    draw_sklearn_digits,
+    draw_sklearn_photos,
+    draw_textures,
 )
 from training.outliers.provenance import FONT_KINDS, SOURCES
-from training.outliers.synthetic import _constant, _gradients, _noise, _patterns
+from training.outliers.synthetic import draw_constant, draw_gradients, draw_noise, draw_patterns
 
 log = logging.getLogger(__name__)
 
 KINDS: dict[str, Kind] = {
-    "font_digits": functools.partial(_font_glyphs, DIGITS),
-    "font_letters": functools.partial(_font_glyphs, LETTERS),
-    "font_scripts": functools.partial(_font_glyphs, SCRIPTS),
-    "font_symbols": functools.partial(_font_glyphs, SYMBOLS),
-    "text": _text,
-    "scribbles": _scribbles,
-    "shapes": _shapes,
+    "font_digits": functools.partial(draw_font_glyphs, DIGITS),
+    "font_letters": functools.partial(draw_font_glyphs, LETTERS),
+    "font_scripts": functools.partial(draw_font_glyphs, SCRIPTS),
+    "font_symbols": functools.partial(draw_font_glyphs, SYMBOLS),
+    "text": draw_text,
+    "scribbles": draw_scribbles,
+    "shapes": draw_shapes,
     "diagrams": diagrams,
-    "icons": _icons,
-    "photos": _photos,
-    "scientific": _scientific,
-    "textures": _textures,
-    "noise": _noise,
-    "gradients": _gradients,
-    "constant": _constant,
-    "sklearn_digits": _sklearn_digits,
-    "faces": _faces,
-    "sklearn_photos": _sklearn_photos,
-    "patterns": _patterns,
+    "icons": draw_icons,
+    "photos": draw_photos,
+    "scientific": draw_scientific,
+    "textures": draw_textures,
+    "noise": draw_noise,
+    "gradients": draw_gradients,
+    "constant": draw_constant,
+    "sklearn_digits": draw_sklearn_digits,
+    "faces": draw_faces,
+    "sklearn_photos": draw_sklearn_photos,
+    "patterns": draw_patterns,
     "charts": charts,
 }
 # Held out: real handwriting (training only sees font digits made to look handwritten),
@@ -76,7 +76,8 @@ TRAIN_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k not in HELD_OUT_KINDS
 def sources() -> list[dict]:
     """Where every kind's images come from and under which licence (for docs and model cards)."""
     found = [dict(source) for source in SOURCES]
-    system = sorted({Path(f).name for f in _font_files() if not Path(f).is_relative_to(_mpl(""))})
+    bundled = matplotlib_file("")
+    system = sorted({Path(f).name for f in font_files() if not Path(f).is_relative_to(bundled)})
     for family, licence in SYSTEM_FONT_LICENCES.items():
         files = [name for name in system if name.startswith(family)]
         if files:

@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image, ImageDraw
 
-from training.outliers.canvas import CANVAS, _finish, _pen
+from training.outliers.canvas import CANVAS, finish_ink, vary_pen
 
 _T = np.linspace(0, 1, 12)[:, None]
 _BERNSTEIN = np.hstack([(1 - _T) ** 3, 3 * (1 - _T) ** 2 * _T, 3 * (1 - _T) * _T**2, _T**3])
@@ -33,13 +33,13 @@ def _scribble(rng: np.random.Generator) -> Image.Image:
     return image
 
 
-def _scribbles(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_scribbles(rng: np.random.Generator, n: int) -> np.ndarray:
     """Handwriting-like strokes (Omniglot-like characters, doodles, cursive fragments)."""
     ink = np.zeros((n, CANVAS, CANVAS), np.float32)
     for i in range(n):
         ink[i] = np.asarray(_scribble(rng), np.float32) / 255
     warp = {"scale": (0.5, 1.1), "rotate": 15, "elastic": 0.03}
-    return _finish(rng, _pen(rng, ink, odds=(0, 0.7, 0.3, 0)), warp=warp)
+    return finish_ink(rng, vary_pen(rng, ink, odds=(0, 0.7, 0.3, 0)), warp=warp)
 
 
 def _polygon(rng: np.random.Generator, star: bool) -> list[tuple[float, float]]:
@@ -76,7 +76,7 @@ def _random_shape(rng: np.random.Generator, draw: ImageDraw.ImageDraw) -> None:
         draw.arc(box, float(start), float(end), fill=colour, width=width)
 
 
-def _shapes(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_shapes(rng: np.random.Generator, n: int) -> np.ndarray:
     """Geometric shapes: one to four ellipses, boxes, polygons, stars, lines or arcs."""
     ink = np.zeros((n, CANVAS, CANVAS), np.float32)
     for i in range(n):
@@ -85,4 +85,4 @@ def _shapes(rng: np.random.Generator, n: int) -> np.ndarray:
         for _ in range(rng.integers(1, 5)):
             _random_shape(rng, draw)
         ink[i] = np.asarray(image, np.float32) / 255
-    return _finish(rng, ink, upload=0.3)
+    return finish_ink(rng, ink, upload=0.3)

@@ -11,15 +11,15 @@ from PIL import Image, ImageDraw, ImageFont
 
 from training.outliers.canvas import (
     CANVAS,
-    _canonical,
-    _centred,
-    _finish,
-    _mpl,
-    _pen,
-    _shuffled,
-    _skimage,
+    canonical_batch,
+    centred_ink,
+    finish_ink,
+    matplotlib_file,
+    shuffled,
+    skimage_file,
+    vary_pen,
 )
-from training.outliers.pictures import _crops, _gray
+from training.outliers.pictures import load_gray, random_crops
 
 # System font families used when installed, with their licences (others are ignored).
 SYSTEM_FONT_LICENCES = {
@@ -68,19 +68,20 @@ SYMBOLS = _chars(_SYMBOL_RANGES, "SP")
 
 
 @functools.lru_cache(maxsize=1)
-def _font_files() -> tuple[str, ...]:
+def font_files() -> tuple[str, ...]:
     """Text fonts: matplotlib's bundled ones, then system fonts, one file per name."""
-    candidates = sorted(_mpl("fonts/ttf").glob("*.ttf"))
+    candidates = sorted(matplotlib_file("fonts/ttf").glob("*.ttf"))
     system = Path("/usr/share/fonts")
     if system.is_dir():
         candidates += sorted(p for p in system.rglob("*") if p.suffix.lower() in (".ttf", ".otf"))
     chosen: dict[str, str] = {}
     for path in candidates:
-        known = path.is_relative_to(_mpl("")) or path.name.startswith(tuple(SYSTEM_FONT_LICENCES))
+        known = (path.is_relative_to(matplotlib_file(""))
+                 or path.name.startswith(tuple(SYSTEM_FONT_LICENCES)))
         if known and not any(skip in path.name for skip in _SKIPPED_FONTS):
             chosen.setdefault(path.name, str(path))
     if not chosen:
-        raise FileNotFoundError(f"no fonts found under {_mpl('fonts/ttf')}")
+        raise FileNotFoundError(f"no fonts found under {matplotlib_file('fonts/ttf')}")
     return tuple(chosen.values())
 
 
@@ -96,7 +97,7 @@ def _cmap(path: str) -> frozenset[int]:
 @functools.cache
 def _coverage(chars: str, per_char: int) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """Each character that some font can draw, with up to `per_char` fonts that can."""
-    fonts = _font_files()
+    fonts = font_files()
     table = ((c, [f for f in fonts if ord(c) in _cmap(f)]) for c in chars)
     # Spread the chosen fonts over the list (sans, mono, serif, ...); fewer renders to cache.
     return tuple((c, tuple(f[:: -(-len(f) // per_char)])) for c, f in table if f)
@@ -115,7 +116,7 @@ def _glyph(path: str, char: str) -> np.ndarray:
     middle = (image.width / 2, image.height / 2)
     font = _font(path, 40)
     ImageDraw.Draw(image).text(middle, char, fill=255, font=font, anchor="mm")
-    return _centred(image)
+    return centred_ink(image)
 
 
 def _glyphs(rng: np.random.Generator, chars: str, n: int) -> np.ndarray:
@@ -128,9 +129,9 @@ def _glyphs(rng: np.random.Generator, chars: str, n: int) -> np.ndarray:
     return ink
 
 
-def _font_glyphs(chars: str, rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_font_glyphs(chars: str, rng: np.random.Generator, n: int) -> np.ndarray:
     """Glyphs in random fonts, sizes, slants, pens and elastic distortions."""
-    return _finish(rng, _pen(rng, _glyphs(rng, chars, n)), warp={})
+    return finish_ink(rng, vary_pen(rng, _glyphs(rng, chars, n)), warp={})
 
 
 def _random_text(rng: np.random.Generator, length: int) -> str:
@@ -143,7 +144,7 @@ def _random_text(rng: np.random.Generator, length: int) -> str:
 def _text_sheets() -> tuple[Image.Image, ...]:
     """Pages of random printed words in several fonts and sizes, rendered once (fixed seed)."""
     rng = np.random.default_rng(2024)
-    fonts = _font_files()
+    fonts = font_files()
     sheets = []
     for size in (8, 10, 12, 14, 17, 20) * 2:
         font = _font(fonts[rng.integers(len(fonts))], size)
@@ -158,7 +159,7 @@ def _text_sheets() -> tuple[Image.Image, ...]:
 def _text_lines(rng: np.random.Generator, n: int) -> np.ndarray:
     """Single lines of printed words uploaded as wide pictures (a caption, a label, a
     screenshot of a sentence): trimmed and fitted, a line fills the width in a thin band."""
-    fonts = _font_files()
+    fonts = font_files()
     out = []
     for _ in range(n):
         font = _font(fonts[rng.integers(len(fonts))], int(rng.integers(9, 41)))
@@ -174,13 +175,13 @@ def _text_lines(rng: np.random.Generator, n: int) -> np.ndarray:
         ImageDraw.Draw(image).text((pad[0] - left, pad[1] - top), words, fill=int(pen),
                                    font=font)
         out.append(np.asarray(image))
-    return _canonical(out)
+    return canonical_batch(out)
 
 
-def _text(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_text(rng: np.random.Generator, n: int) -> np.ndarray:
     """Printed text: crops of rendered pages of random words and of a public-domain text
     image, and (a third) single lines of words uploaded on their own."""
-    pages = [*_text_sheets(), _gray(_skimage("text.png"))]
+    pages = [*_text_sheets(), load_gray(skimage_file("text.png"))]
     lines = n // 3
-    crops = _crops(rng, pages, n - lines, min_side=0.12, negative=0.25)
-    return _shuffled(rng, np.concatenate([crops, _text_lines(rng, lines)]))
+    crops = random_crops(rng, pages, n - lines, min_side=0.12, negative=0.25)
+    return shuffled(rng, np.concatenate([crops, _text_lines(rng, lines)]))

@@ -13,20 +13,20 @@ from PIL import Image
 from training.outliers.canvas import (
     CANVAS,
     SIZE,
-    _canonical,
-    _centred,
-    _finish,
-    _mpl,
-    _shuffled,
-    _skimage,
-    _sklearn,
+    canonical_batch,
+    centred_ink,
+    finish_ink,
+    matplotlib_file,
+    shuffled,
+    skimage_file,
+    sklearn_image,
 )
 from training.outliers.provenance import PHOTOS, SCIENTIFIC, TEXTURES
-from training.outliers.synthetic import _blobs
+from training.outliers.synthetic import draw_blobs
 
 
 @functools.cache
-def _gray(path: Path) -> Image.Image:
+def load_gray(path: Path) -> Image.Image:
     """A picture decoded once, transparency composited on white, in grayscale."""
     with Image.open(path) as image:
         image.seek(0)
@@ -47,16 +47,16 @@ def _scaled(array: np.ndarray) -> Image.Image:
 @functools.lru_cache(maxsize=1)
 def _mri() -> Image.Image:
     """Matplotlib's sample MRI slice (256x256, 16-bit)."""
-    with gzip.open(_mpl("sample_data/s1045.ima.gz")) as f:
+    with gzip.open(matplotlib_file("sample_data/s1045.ima.gz")) as f:
         return _scaled(np.frombuffer(f.read(), np.uint16).reshape(256, 256))
 
 
 @functools.lru_cache(maxsize=1)
 def _elevation() -> tuple[Image.Image, Image.Image]:
     """Matplotlib's sample elevation maps (a fault line DEM and a topo-bathymetry grid)."""
-    with np.load(_mpl("sample_data/jacksboro_fault_dem.npz")) as dem:
+    with np.load(matplotlib_file("sample_data/jacksboro_fault_dem.npz")) as dem:
         fault = _scaled(dem["elevation"])
-    with np.load(_mpl("sample_data/topobathy.npz")) as topo:
+    with np.load(matplotlib_file("sample_data/topobathy.npz")) as topo:
         relief = _scaled(topo["topo"])
     return fault, relief
 
@@ -72,7 +72,7 @@ def _tone_curves(rng: np.random.Generator, n: int, negative: float) -> np.ndarra
     return (np.clip(curve, 0, 1) * 255).astype(np.uint8)
 
 
-def _crops(
+def random_crops(
     rng: np.random.Generator,
     images: Sequence[Image.Image],
     n: int,
@@ -103,48 +103,49 @@ def _crops(
         if mirror[i]:
             crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         out.append(curves[i][np.asarray(crop)])
-    return _canonical(out)
+    return canonical_batch(out)
 
 
 
 
-def _photos(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_photos(rng: np.random.Generator, n: int) -> np.ndarray:
     """Natural photographs (a cameraman, a cat, a cup, a rocket, coins, a clock)."""
-    return _crops(rng, [_gray(_skimage(name)) for name in PHOTOS], n)
+    return random_crops(rng, [load_gray(skimage_file(name)) for name in PHOTOS], n)
 
 
-def _sklearn_photos(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_sklearn_photos(rng: np.random.Generator, n: int) -> np.ndarray:
     """scikit-learn's two sample photographs (a temple, a flower): held out."""
-    return _crops(rng, [_gray(_sklearn("china.jpg")), _gray(_sklearn("flower.jpg"))], n)
+    pictures = [load_gray(sklearn_image("china.jpg")), load_gray(sklearn_image("flower.jpg"))]
+    return random_crops(rng, pictures, n)
 
 
-def _scientific(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_scientific(rng: np.random.Generator, n: int) -> np.ndarray:
     """Microscopy, retina, astronomy, an MRI slice, a phantom and elevation maps."""
-    images = [_gray(_skimage(name)) for name in SCIENTIFIC] + [_mri(), *_elevation()]
-    return _crops(rng, images, n, min_side=0.15)
+    images = [load_gray(skimage_file(name)) for name in SCIENTIFIC] + [_mri(), *_elevation()]
+    return random_crops(rng, images, n, min_side=0.15)
 
 
-def _textures(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_textures(rng: np.random.Generator, n: int) -> np.ndarray:
     """Photographed textures (brick, grass, gravel) and synthetic blobs."""
     photos = int(rng.binomial(n, 0.7))
-    pictures = [_gray(_skimage(name)) for name in TEXTURES]
-    crops = _crops(rng, pictures, photos, min_side=0.05)
-    return _shuffled(rng, np.concatenate([crops, _blobs(rng, n - photos)]))
+    pictures = [load_gray(skimage_file(name)) for name in TEXTURES]
+    crops = random_crops(rng, pictures, photos, min_side=0.05)
+    return shuffled(rng, np.concatenate([crops, draw_blobs(rng, n - photos)]))
 
 
 @functools.lru_cache(maxsize=1)
 def _icon_inks() -> tuple[np.ndarray, ...]:
     """Icons and logos as ink maps: matplotlib's toolbar, logos, a present, a horse silhouette."""
-    paths = sorted(_mpl("images").glob("*_large.png")) + [
-        _mpl("sample_data/logo2.png"),
-        _mpl("sample_data/Minduka_Present_Blue_Pack.png"),
-        _skimage("logo.png"),
-        _skimage("horse.png"),
+    paths = sorted(matplotlib_file("images").glob("*_large.png")) + [
+        matplotlib_file("sample_data/logo2.png"),
+        matplotlib_file("sample_data/Minduka_Present_Blue_Pack.png"),
+        skimage_file("logo.png"),
+        skimage_file("horse.png"),
     ]
-    return tuple(_centred(Image.fromarray(255 - np.asarray(_gray(p)))) for p in paths)
+    return tuple(centred_ink(Image.fromarray(255 - np.asarray(load_gray(p)))) for p in paths)
 
 
-def _icons(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_icons(rng: np.random.Generator, n: int) -> np.ndarray:
     """Icons and logos at random sizes, angles and positions, some mirrored."""
     inks = _icon_inks()
     ink = np.zeros((n, CANVAS, CANVAS), np.float32)
@@ -153,7 +154,7 @@ def _icons(rng: np.random.Generator, n: int) -> np.ndarray:
     flip = rng.random(n) < 0.3
     ink[flip] = ink[flip, :, ::-1]
     warp = {"scale": (0.5, 1.1), "rotate": 30, "shear": 0.1, "elastic": 0.01}
-    return _finish(rng, ink, upload=0.5, warp=warp)
+    return finish_ink(rng, ink, upload=0.5, warp=warp)
 
 
 @functools.lru_cache(maxsize=1)
@@ -165,7 +166,7 @@ def _digit_images() -> np.ndarray:
     return (load_digits().images * (255 / 16)).astype(np.uint8)
 
 
-def _sklearn_digits(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_sklearn_digits(rng: np.random.Generator, n: int) -> np.ndarray:
     """Handwritten digits (UCI, 8x8) upscaled smoothly; no distortion beyond size and place."""
     digits = _digit_images()
     ink = np.zeros((n, CANVAS, CANVAS), np.float32)
@@ -175,24 +176,25 @@ def _sklearn_digits(rng: np.random.Generator, n: int) -> np.ndarray:
         big = digit.resize((side, side), Image.Resampling.BICUBIC)
         top, left = rng.integers(0, CANVAS - side + 1, 2)
         ink[i, top : top + side, left : left + side] = np.asarray(big, np.float32) / 255
-    return _finish(rng, ink)
+    return finish_ink(rng, ink)
 
 
 @functools.lru_cache(maxsize=1)
 def _lfw_images() -> tuple[Image.Image, ...]:
     """The 100 face crops (25x25) of the LFW subset shipped with scikit-image."""
-    faces = np.load(_skimage("lfw_subset.npy"))[:100]
+    faces = np.load(skimage_file("lfw_subset.npy"))[:100]
     return tuple(Image.fromarray((face * 255).astype(np.uint8)) for face in faces)
 
 
 def _portraits() -> list[Image.Image]:
     """Two head-and-shoulders portraits: an astronaut and Grace Hopper."""
-    return [_gray(_skimage("astronaut.png")), _gray(_mpl("sample_data/grace_hopper.jpg"))]
+    return [load_gray(skimage_file("astronaut.png")),
+            load_gray(matplotlib_file("sample_data/grace_hopper.jpg"))]
 
 
-def _faces(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_faces(rng: np.random.Generator, n: int) -> np.ndarray:
     """Faces: LFW face crops (80%) and crops of two portraits (20%); held out."""
     portraits = int(rng.binomial(n, 0.2))
-    lfw = _crops(rng, _lfw_images(), n - portraits, min_side=0.7, negative=0.0)
-    crops = _crops(rng, _portraits(), portraits, min_side=0.3, negative=0.0)
-    return _shuffled(rng, np.concatenate([lfw, crops]))
+    lfw = random_crops(rng, _lfw_images(), n - portraits, min_side=0.7, negative=0.0)
+    crops = random_crops(rng, _portraits(), portraits, min_side=0.3, negative=0.0)
+    return shuffled(rng, np.concatenate([lfw, crops]))

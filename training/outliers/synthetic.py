@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from training.outliers.canvas import SIZE, _canonical
+from training.outliers.canvas import SIZE, canonical_batch
 
 
 def _power_noise(rng: np.random.Generator, n: int, exponent) -> np.ndarray:
@@ -16,7 +16,7 @@ def _power_noise(rng: np.random.Generator, n: int, exponent) -> np.ndarray:
     return (field - low) / np.maximum(high - low, 1e-9)
 
 
-def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     """Gaussian, uniform, salt-and-pepper and smooth (blurred, cloud-like) noise."""
     shape = (n, SIZE, SIZE)
     mean, spread = rng.uniform(30, 225, (n, 1, 1)), rng.uniform(10, 90, (n, 1, 1))
@@ -31,10 +31,10 @@ def _noise(rng: np.random.Generator, n: int) -> np.ndarray:
             low + (high - low) * smooth,
         ]
     )[rng.integers(4, size=n), np.arange(n)]
-    return _canonical(list(np.clip(noise, 0, 255).astype(np.uint8)))
+    return canonical_batch(list(np.clip(noise, 0, 255).astype(np.uint8)))
 
 
-def _gradients(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_gradients(rng: np.random.Generator, n: int) -> np.ndarray:
     """Linear, radial and angular gradients, smooth or in a few bands."""
     y, x = (np.mgrid[0:SIZE, 0:SIZE] / (SIZE - 1) - 0.5)[:, None]
     angle = rng.uniform(0, 2 * np.pi, (n, 1, 1))
@@ -52,30 +52,30 @@ def _gradients(rng: np.random.Generator, n: int) -> np.ndarray:
     ramp = np.where(rng.random((n, 1, 1)) < 0.25, np.floor(ramp * bands) / bands, ramp)
     low, high = rng.uniform(0, 255, (2, n, 1, 1))
     ramp = ramp ** rng.uniform(0.5, 2, (n, 1, 1))
-    return _canonical(list((low + (high - low) * ramp).astype(np.uint8)))
+    return canonical_batch(list((low + (high - low) * ramp).astype(np.uint8)))
 
 
-def _constant(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_constant(rng: np.random.Generator, n: int) -> np.ndarray:
     """Blank images: black, white, mid-grey or any level, some with faint sensor noise."""
     named = rng.choice([0, 255, 128], n)
     level = np.where(rng.random(n) < 0.6, named, rng.uniform(0, 255, n))
     spread = np.where(rng.random(n) < 0.5, rng.uniform(0, 4, n), 0)[:, None, None]
     faint = rng.normal(0, 1, (n, SIZE, SIZE)) * spread
     image = np.clip(level[:, None, None] + faint, 0, 255)
-    return _canonical(list(image.astype(np.uint8)))
+    return canonical_batch(list(image.astype(np.uint8)))
 
 
-def _blobs(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_blobs(rng: np.random.Generator, n: int) -> np.ndarray:
     """Synthetic binary blobs: smooth noise cut at a random level, in two grey levels."""
     field = _power_noise(rng, n, rng.uniform(2.5, 4.0, (n, 1, 1)))
     ranked = np.sort(field.reshape(n, SIZE * SIZE), axis=1)
     cut = ranked[np.arange(n), (rng.uniform(0.3, 0.7, n) * SIZE * SIZE).astype(int)]
     blobs = field > cut[:, None, None]
     low, high = np.sort(rng.uniform(0, 255, (2, n, 1, 1)), axis=0)
-    return _canonical(list((low + (high - low) * blobs).astype(np.uint8)))
+    return canonical_batch(list((low + (high - low) * blobs).astype(np.uint8)))
 
 
-def _patterns(rng: np.random.Generator, n: int) -> np.ndarray:
+def draw_patterns(rng: np.random.Generator, n: int) -> np.ndarray:
     """Periodic patterns: stripes, checkerboards, grids, rings and dot lattices (held out)."""
     y, x = (np.mgrid[0:SIZE, 0:SIZE] / SIZE - 0.5)[:, None]
     angle = rng.uniform(0, np.pi, (n, 1, 1))
@@ -96,4 +96,4 @@ def _patterns(rng: np.random.Generator, n: int) -> np.ndarray:
     wave[square] = np.sign(wave[square])
     low, high = np.sort(rng.uniform(0, 255, (2, n, 1, 1)), axis=0)
     image = np.clip(low + (high - low) * (wave + 1) / 2, 0, 255)
-    return _canonical(list(image.astype(np.uint8)))
+    return canonical_batch(list(image.astype(np.uint8)))
