@@ -286,11 +286,8 @@ def _filter_test(args, model, fdata, prep, workdir: Path) -> tuple[dict, list[Pa
     threshold = filtering.pick_threshold(in_val, args.accept_rate)
     metrics = {**filtering.report(in_test, scores, threshold),
                "target_acceptance": args.accept_rate}
-    shown = {f"{k} (held out)": v for k, v in scores.items() if k in outliers.HELD_OUT_KINDS}
-    shown["all trained kinds"] = torch.cat(
-        [v for k, v in scores.items() if k not in outliers.HELD_OUT_KINDS])
-    picture = plots.filter_scores(in_test, shown, metrics["threshold"],
-                                  workdir / "scores.png", "Filter scores on test data")
+    picture = _scores_picture(in_test, scores, outliers.HELD_OUT_KINDS, metrics["threshold"],
+                              workdir / "scores.png", "Filter scores on test data")
     log.info("filter: threshold %.4f accepts %.2f%% of in-domain test images; held-out "
              "outliers: AUROC %.4f, %.2f%% rejected", metrics["threshold"],
              100 * metrics["in_domain_acceptance"], metrics["held_out_auroc"],
@@ -306,15 +303,20 @@ def _filter_test(args, model, fdata, prep, workdir: Path) -> tuple[dict, list[Pa
     return metrics, [picture]
 
 
+def _scores_picture(in_scores, scores: dict, held_out, threshold: float, path: Path,
+                    title: str) -> Path:
+    """The filter's score histogram: in-domain images, each held-out kind, the trained kinds."""
+    shown = {f"{k} (held out)": v for k, v in scores.items() if k in held_out}
+    shown["all trained kinds"] = torch.cat([v for k, v in scores.items() if k not in held_out])
+    return plots.filter_scores(in_scores, shown, threshold, path, title)
+
+
 def _photo_filter_test(args, model, fdata, prep, workdir: Path) -> tuple[dict, list[Path]]:
     """The photo filter's acceptance of unseen domain photos and AUROC on held-out negatives."""
     metrics, in_scores, scores = photo_filter.evaluate(model, fdata, prep, args.accept_rate,
                                                        args.device)
-    shown = {f"{k} (held out)": scores[k] for k in fdata.held_out}
-    shown["all trained kinds"] = torch.cat(
-        [v for k, v in scores.items() if k not in fdata.held_out])
-    picture = plots.filter_scores(in_scores, shown, metrics["threshold"],
-                                  workdir / "scores.png", "Filter scores on unseen images")
+    picture = _scores_picture(in_scores, scores, fdata.held_out, metrics["threshold"],
+                              workdir / "scores.png", "Filter scores on unseen images")
     log.info("filter: threshold %.4f accepts %.2f%% of %d unseen domain photos; held-out "
              "negatives: AUROC %.4f, %.2f%% rejected", metrics["threshold"],
              100 * metrics["in_domain_acceptance"], metrics["acceptance_images"],
