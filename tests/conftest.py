@@ -58,7 +58,7 @@ def trained_store(tmp_path_factory, fashion):
     _train(root, "--model", "classifier", "--subset", "10000", "--epochs", "2",
            "--optimizer", "adam", "--upload-tests", "30")
     _train(root, "--model", "filter", "--subset", "8000", "--epochs", "2", "--optimizer", "adam",
-           "--upload-tests", "30")
+           "--upload-tests", "30", "--upload-calibration", "100")
     return ModelStore(root)
 
 

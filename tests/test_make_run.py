@@ -57,7 +57,8 @@ def test_make_run_serves_a_prediction_and_ctrl_c_stops_everything(run_env, tmp_p
         # -o: the packages are installed already (the test must not reinstall them).
         make = subprocess.Popen(
             ["make", "--no-print-directory", "-o", ".venv/.installed-requirements.txt", "run",
-             "TRAIN_SECONDS=4", "TRAIN_ARGS=--subset 3000 --optimizer adam --val-size 1000"],
+             "TRAIN_SECONDS=4",
+             "TRAIN_ARGS=--subset 3000 --optimizer adam --val-size 1000 --upload-calibration 100"],
             cwd=ROOT, env=run_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)  # its own process group, as a terminal's foreground job
     text = lambda: output.read_text(errors="replace")  # noqa: E731

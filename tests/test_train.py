@@ -25,7 +25,7 @@ def test_help_states_every_default(capsys):
         assert option in text
     text = " ".join(text.split())  # undo argparse's line wrapping
     for default in ("(default: sgd)", "(default: classifier 128, filter 256)", "(default: 0)",
-                    "(default: classifier 14, filter 2)",
+                    "(default: classifier 14, filter 6)",
                     "(default: all cores)", "(default: classifier)"):
         assert default in text
 
@@ -104,6 +104,8 @@ def test_filter_card_reports_held_out_kinds(trained_store):
         assert row["held_out"] is True
         assert 0.0 <= row["rejection_rate"] <= 1.0 and 0.0 <= row["auroc"] <= 1.0
     assert trained_store.open("filter").joinpath("scores.png").is_file()
+    # The threshold was picked on upload-shaped validation images as well as plain ones.
+    assert metrics["target_upload_acceptance"] == 0.985
 
 
 def test_evaluate_prints_metrics(trained_store, capsys):

@@ -11,6 +11,7 @@ from PIL import Image
 
 from training import filtering, uploads
 from training.data import Split
+from training.metrics import threshold_for_acceptance
 from training.preprocess import load_image
 
 
@@ -50,6 +51,37 @@ def test_training_renders_every_kind_but_plain_and_blur_most():
     counts = {kind: uploads.TRAIN_KINDS.count(kind) for kind in uploads.TRAIN_KINDS}
     assert set(counts) == set(uploads.KINDS) - {"plain"}
     assert counts.pop("blur_noise") == 2 and set(counts.values()) == {1}
+
+
+def test_the_threshold_accepts_the_chosen_share_of_every_upload_kind():
+    """The threshold is the highest that accepts `accept` of the plain validation images and
+    `upload_accept` of each kind of validation upload: the hardest kind sets it."""
+    plain = torch.linspace(0.5, 1.0, 1000)
+    uploads_ = {"jpeg": torch.linspace(0.4, 1.0, 1000),
+                "blur_noise": torch.linspace(0.1, 1.0, 1000)}
+    threshold = filtering.pick_threshold(plain, 0.995, uploads_, 0.98)
+    assert threshold == threshold_for_acceptance(uploads_["blur_noise"], 0.98)
+    for scores in uploads_.values():
+        assert (scores >= threshold).float().mean() >= 0.98
+    # Uploads that the model finds easier than the plain images leave the plain rule.
+    easy = {"jpeg": torch.linspace(0.9, 1.0, 1000)}
+    assert filtering.pick_threshold(plain, 0.995, easy, 0.98) == threshold_for_acceptance(
+        plain, 0.995)
+    assert filtering.pick_threshold(plain, 0.995) == threshold_for_acceptance(plain, 0.995)
+
+
+def test_calibration_uploads_are_full_size_renders_of_validation_images(fashion):
+    """Every kind but plain, rendered as people upload it (not capped like training renders),
+    deterministically; other presets have none."""
+    images = fashion.val.images[:4]
+    calibration = uploads.calibration_set(images, fashion.preprocessing, seed=1, per_kind=4)
+    assert list(calibration) == [k for k in uploads.KINDS if k != "plain"]
+    full = uploads.evaluation_set(images, seed=1, per_kind=4)
+    for kind, canonical in calibration.items():
+        assert torch.equal(canonical, full[kind][0]), kind
+    assert uploads.calibration_set(images, fashion.preprocessing, 1, per_kind=0) == {}
+    larger = replace(fashion.preprocessing, size=64)
+    assert uploads.calibration_set(images, larger, seed=1, per_kind=4) == {}
 
 
 def test_training_renders_are_capped_in_size(fashion_test_images):
@@ -94,7 +126,9 @@ def test_filter_outliers_are_rendered_like_its_clothing(fashion):
     images, so that a rendering says nothing about the label."""
     small = replace(fashion, train=Split(fashion.train.images[:200], fashion.train.labels[:200]),
                     val=Split(fashion.val.images[:80], fashion.val.labels[:80]))
-    data = filtering.filter_data(small, seed=0, per_kind=2, upload_share=0.25)
+    data = filtering.filter_data(small, seed=0, per_kind=2, upload_share=0.25,
+                                 calibration_per_kind=3)
+    assert {len(images) for images in data.calibration.values()} == {3}
     for split, plain, seed in ((data.train, 200, 0), (data.val, 80, 1)):
         in_domain, outlier = split.images[split.labels == 1], split.images[split.labels == 0]
         assert len(in_domain) == len(outlier) == plain + plain // 4
@@ -103,5 +137,6 @@ def test_filter_outliers_are_rendered_like_its_clothing(fashion):
         rendered = uploads.training_renders(outlier[:plain], fashion.preprocessing, 0.25, seed)
         assert torch.equal(outlier[plain:], rendered)
         assert not torch.equal(rendered, outlier[: plain // 4])
-    none = filtering.filter_data(small, seed=0, per_kind=2, upload_share=0.0)
+    none = filtering.filter_data(small, seed=0, per_kind=2, upload_share=0.0,
+                                 calibration_per_kind=0)
     assert (none.train.labels == 0).sum() == 200

@@ -6,8 +6,9 @@ outliers. It trains on the outlier kinds in `outliers.TRAIN_KINDS`; the kinds in
 outliers it has never met. In-domain images are the data set's own plus, for the
 Fashion-MNIST preset, a share of them rendered as uploads (`training.uploads`: enlarged,
 JPEG, dark on white, coloured, rotated, ...) and brought back by the serving path. The
-decision threshold is picked on validation images, plain and rendered alike, so that a
-chosen share of in-domain images is accepted.
+decision threshold is picked on validation images: the highest that accepts a chosen share
+of the plain ones and another chosen share of each kind of upload (`uploads.calibration_set`),
+so that no kind of upload is turned away much more often than the others.
 """
 
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class FilterData:
     val: Split
     test_in_domain: torch.Tensor
     test_outliers: dict[str, torch.Tensor]
+    calibration: dict[str, torch.Tensor]  # upload kind -> validation images rendered as it
 
 
 def _outliers(kinds, n: int, seed: int, prep: Preprocessing) -> torch.Tensor:
@@ -56,10 +58,12 @@ def _binary(in_domain: torch.Tensor, negatives: torch.Tensor) -> Split:
 
 
 def filter_data(data: DataSet, seed: int, ratio: float = 1.0, per_kind: int = 1000,
-                upload_share: float = 0.25) -> FilterData:
-    """Assemble train/val splits and the per-kind test outliers for a data set.
+                upload_share: float = 0.25,
+                calibration_per_kind: int = uploads.CALIBRATION_PER_KIND) -> FilterData:
+    """Assemble train/val splits, the per-kind test outliers and the calibration uploads.
 
-    `upload_share`: rendered uploads added per in-domain image, in training and validation.
+    `upload_share`: rendered uploads added per in-domain image, in training and validation;
+    `calibration_per_kind`: validation images rendered per upload kind for the threshold.
     """
     prep = data.preprocessing
     train_in = torch.cat([data.train.images,
@@ -75,6 +79,8 @@ def filter_data(data: DataSet, seed: int, ratio: float = 1.0, per_kind: int = 10
         val=_binary(val_in, val_neg),
         test_in_domain=data.test.images,
         test_outliers=test_outliers(prep, seed, per_kind),
+        calibration=uploads.calibration_set(data.val.images, prep, seed + 1,
+                                            calibration_per_kind),
     )
 
 
@@ -84,9 +90,14 @@ def test_outliers(prep: Preprocessing, seed: int, per_kind: int = 1000) -> dict:
     return {kind: _outliers([kind], per_kind, seed + 2 + i, prep) for i, kind in enumerate(kinds)}
 
 
-def pick_threshold(val_in_scores: torch.Tensor, accept: float) -> float:
-    """The threshold that accepts the share `accept` of in-domain validation images."""
-    return threshold_for_acceptance(val_in_scores, accept)
+def pick_threshold(val_in_scores: torch.Tensor, accept: float,
+                   upload_scores: dict[str, torch.Tensor] | None = None,
+                   upload_accept: float = 1.0) -> float:
+    """The highest threshold that accepts the share `accept` of in-domain validation images
+    and the share `upload_accept` of each kind's validation uploads in `upload_scores`."""
+    return min([threshold_for_acceptance(val_in_scores, accept),
+                *(threshold_for_acceptance(s, upload_accept)
+                  for s in (upload_scores or {}).values())])
 
 
 def report(in_scores: torch.Tensor, outlier_scores: dict[str, torch.Tensor],

@@ -148,7 +148,8 @@ def run_training(args: argparse.Namespace, data: DataSet, workdir: Path,
         raise TrainError("--outliers-dir is for the filter of an image-folder data set")
     elif is_filter:
         fdata = filtering.filter_data(data, args.seed, args.outlier_ratio,
-                                       upload_share=args.upload_share)
+                                       upload_share=args.upload_share,
+                                       calibration_per_kind=args.upload_calibration)
         train, val, classes = fdata.train, fdata.val, ["outlier", "in-domain"]
     else:
         renders = uploads.training_renders(data.train.images, prep, args.upload_share,
@@ -283,9 +284,13 @@ def _filter_test(args, model, fdata, prep, workdir: Path) -> tuple[dict, list[Pa
     in_val = engine.predict(model, fdata.val.images[fdata.val.labels == 1], **prep_kw)
     in_test = engine.predict(model, fdata.test_in_domain, **prep_kw)
     scores = {k: engine.predict(model, v, **prep_kw) for k, v in fdata.test_outliers.items()}
-    threshold = filtering.pick_threshold(in_val, args.accept_rate)
+    calibration = {k: engine.predict(model, v, **prep_kw) for k, v in fdata.calibration.items()}
+    threshold = filtering.pick_threshold(in_val, args.accept_rate, calibration,
+                                         args.upload_accept_rate)
     metrics = {**filtering.report(in_test, scores, threshold),
                "target_acceptance": args.accept_rate}
+    if calibration:
+        metrics["target_upload_acceptance"] = args.upload_accept_rate
     picture = _scores_picture(in_test, scores, outliers.HELD_OUT_KINDS, metrics["threshold"],
                               workdir / "scores.png", "Filter scores on test data")
     log.info("filter: threshold %.4f accepts %.2f%% of in-domain test images; held-out "

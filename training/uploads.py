@@ -76,6 +76,8 @@ KINDS: dict[str, Rendering] = {r.name: r for r in (
 TRAIN_KINDS: tuple[str, ...] = (*(k for k in KINDS if k != "plain"), "blur_noise")
 # Largest garment side of training renders (small: faster, and alike once at 28x28).
 TRAIN_SIDE = 84
+# Validation images rendered per upload kind, at full size, to calibrate the filter on.
+CALIBRATION_PER_KIND = 500
 
 
 def _rng(seed: int, kind: str, index: int) -> np.random.Generator:
@@ -209,6 +211,18 @@ def evaluation_set(images: torch.Tensor, seed: int = 0, per_kind: int = 1000,
     """
     chosen = slice(0, min(per_kind, len(images)))
     return {kind: (render_canonical(images[chosen], [kind], seed), chosen) for kind in kinds}
+
+
+def calibration_set(images: torch.Tensor, prep: Preprocessing, seed: int,
+                    per_kind: int = CALIBRATION_PER_KIND) -> dict[str, torch.Tensor]:
+    """Validation images rendered as each upload kind but `plain`, as people upload them
+    (full size) and brought back as serving does: kind -> canonical images. Only the
+    Fashion-MNIST preset has renderings: others get none."""
+    if prep != FASHION_MNIST or per_kind <= 0:
+        return {}
+    kinds = [k for k in KINDS if k != "plain"]
+    return {kind: images for kind, (images, _) in
+            evaluation_set(images, seed, per_kind, kinds).items()}
 
 
 def preview(path, images: torch.Tensor, per_kind: int = 12, seed: int = 0) -> None:
