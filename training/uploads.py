@@ -70,10 +70,12 @@ KINDS: dict[str, Rendering] = {r.name: r for r in (
     Rendering("uneven_light", side=(100, 300), margin=(0.05, 0.15), lighting=(0.15, 0.35),
               light_background=1.0, jpeg=(85, 95)),
 )}
-# Kinds that change the picture, not only its encoding: what training renders, in turn.
-# Blurred pictures lose the fine texture that tells clothing from smooth outliers (blobs,
-# clouds, blurred shapes), so they come up twice as often as the others.
-TRAIN_KINDS: tuple[str, ...] = (*(k for k in KINDS if k != "plain"), "blur_noise")
+# Kinds that change the picture, not only its encoding: what the filter's threshold is
+# calibrated on, and what training renders, in turn. Blurred pictures lose the fine
+# texture that tells clothing from smooth outliers (blobs, clouds, blurred shapes), so
+# training renders them twice as often as the others.
+RENDERED_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k != "plain")
+TRAIN_KINDS: tuple[str, ...] = (*RENDERED_KINDS, "blur_noise")
 # Largest garment side of training renders (small: faster, and alike once at 28x28).
 TRAIN_SIDE = 84
 # Validation images rendered per upload kind, at full size, to calibrate the filter on.
@@ -215,14 +217,13 @@ def evaluation_set(images: torch.Tensor, seed: int = 0, per_kind: int = 1000,
 
 def calibration_set(images: torch.Tensor, prep: Preprocessing, seed: int,
                     per_kind: int = CALIBRATION_PER_KIND) -> dict[str, torch.Tensor]:
-    """Validation images rendered as each upload kind but `plain`, as people upload them
+    """Validation images rendered as each of `RENDERED_KINDS`, as people upload them
     (full size) and brought back as serving does: kind -> canonical images. Only the
     Fashion-MNIST preset has renderings: others get none."""
     if prep != FASHION_MNIST or per_kind <= 0:
         return {}
-    kinds = [k for k in KINDS if k != "plain"]
-    return {kind: images for kind, (images, _) in
-            evaluation_set(images, seed, per_kind, kinds).items()}
+    rendered = evaluation_set(images, seed, per_kind, RENDERED_KINDS)
+    return {kind: canonical for kind, (canonical, _) in rendered.items()}
 
 
 def preview(path, images: torch.Tensor, per_kind: int = 12, seed: int = 0) -> None:
