@@ -108,6 +108,21 @@ def test_filter_card_reports_held_out_kinds(trained_store):
     assert metrics["target_upload_acceptance"] == 0.985
 
 
+def test_filter_threshold_keeps_every_kind_of_upload(trained_store, fashion):
+    """The published threshold accepts at least `--upload-accept-rate` of each kind of
+    upload-shaped validation image it was picked on (the fixture renders 100 per kind, from
+    the validation split of seed 0, with seed 1), not only of the plain ones."""
+    predictor = Predictor.from_store("filter", store=trained_store)
+    threshold = predictor.card["threshold"]
+    rate = predictor.card["metrics"]["target_upload_acceptance"]
+    calibration = uploads.calibration_set(fashion.val.images, fashion.preprocessing, seed=1,
+                                          per_kind=100)
+    assert list(calibration) == list(uploads.RENDERED_KINDS)
+    for kind, images in calibration.items():
+        accepted = (predictor.probabilities(images) >= threshold - 1e-6).float().mean()
+        assert accepted >= rate, (kind, float(accepted))
+
+
 def test_evaluate_prints_metrics(trained_store, capsys):
     """`python -m training.evaluate` reports the stored models on the test split."""
     assert evaluate.cli(["--model-store", str(trained_store.root), "--json"]) == 0
