@@ -92,13 +92,17 @@ def test_batches_form_when_images_wait(start_worker, celery_app, db, known_image
     results = [_final(db, pid) for pid in ids]
     assert all(p.state == DONE for p in results)
     assert [p.label for p in results] == [label for _, label in known_images[:20]]
-    log = worker.log()
-    batches = [int(line.rsplit("batch of ", 1)[1].split()[0])
-               for line in log.splitlines() if "classifier batch of " in line]
+
+    def sizes(what: str) -> list[int]:
+        return [int(line.rsplit(f"{what} of ", 1)[1].split()[0])
+                for line in worker.log().splitlines() if f"classifier {what} of " in line]
+
+    # A step logs its size after it has written its predictions: wait for the last line.
+    wait_for(lambda: sum(sizes("step")) >= 20, 10, "the worker to log its last step")
+    batches = sizes("batch")
     assert sum(batches) == 20 and max(batches) > 1, batches
     # The whole step, not only the forward pass: one query and one transaction per change.
-    steps = [int(line.rsplit("step of ", 1)[1].split()[0])
-             for line in log.splitlines() if "classifier step of " in line]
+    steps = sizes("step")
     assert sum(steps) == 20 and max(steps) > 1, steps
 
 
