@@ -1,6 +1,7 @@
 """Both model-store backends (a local folder, and S3 on moto's server and on SeaweedFS)
 and the registry's aliases: the same tests run against each backend."""
 
+import hashlib
 import json
 import threading
 
@@ -75,6 +76,61 @@ def test_s3_layout_manifest_last_and_damage_detected(s3_store_url, s3_env, tmp_p
     (cached / "model.pt").write_bytes(b"tampered")  # a damaged cached copy is not trusted
     with pytest.raises(StoreError, match="model.pt is missing or damaged"):
         store.open("classifier", "v1")
+
+
+class _HeldDownloads:
+    """An S3 client that holds each download of a `model.pt` until `go` is set."""
+
+    def __init__(self, client):
+        self.client, self.waiting, self.go = client, threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self.client, name)
+
+    def get_object(self, **kwargs):
+        if kwargs["Key"].endswith("/model.pt"):
+            self.waiting.set()
+            assert self.go.wait(30), "the test never let the download go on"
+        return self.client.get_object(**kwargs)
+
+
+def test_s3_a_cached_copy_in_use_is_never_replaced(s3_store_url, s3_env, tmp_path):
+    """Two workers sharing a cache open one version at once: the one that finishes second
+    uses the copy the first put in place, and leaves it there (the first may be loading
+    from it), with no download folder left behind."""
+    endpoint, cache = s3_env["AWS_ENDPOINT_URL"], tmp_path / "shared-cache"
+    assert _publish(open_store(s3_store_url), tmp_path) == "v1"
+    first = S3Store.from_url(s3_store_url, cache, endpoint)
+    second = S3Store.from_url(s3_store_url, cache, endpoint)
+    second.client = held = _HeldDownloads(second.client)
+    opened = []
+    thread = threading.Thread(target=lambda: opened.append(second.open("classifier", "v1")))
+    thread.start()
+    try:
+        assert held.waiting.wait(30), "the second worker never started its download"
+        folder = first.open("classifier", "v1")
+        in_place = folder.stat().st_ino
+    finally:
+        held.go.set()
+        thread.join(timeout=30)
+    assert opened == [folder]
+    assert folder.stat().st_ino == in_place
+    assert (folder / "model.pt").read_bytes() == b"weights"
+    assert [p.name for p in folder.parent.iterdir()] == ["v1"]
+
+
+def test_s3_a_stale_cached_copy_is_replaced(s3_store_url, s3_env, tmp_path):
+    """A cached copy of other files under the same version (a bucket made again) is intact
+    by its own manifest, but not the store's version: it is downloaded again."""
+    store = open_store(s3_store_url)
+    assert _publish(store, tmp_path) == "v1"
+    cached = store.open("classifier", "v1")
+    (cached / "model.pt").write_bytes(b"old")
+    manifest = json.loads((cached / "MANIFEST.json").read_text())
+    manifest["files"]["model.pt"] = hashlib.sha256(b"old").hexdigest()
+    (cached / "MANIFEST.json").write_text(json.dumps(manifest))
+    assert (store.open("classifier", "v1") / "model.pt").read_bytes() == b"weights"
+    assert [p.name for p in cached.parent.iterdir()] == ["v1"]
 
 
 def test_s3_concurrent_publishers_get_distinct_versions(s3_store_url, tmp_path):

@@ -212,15 +212,16 @@ class S3Store(Store):
             raise never_trained(name)
         manifest = self._manifest(name, version)
         folder = self.cache / name / version
-        if (folder / MANIFEST).is_file() and (folder / MANIFEST).read_bytes() == manifest:
-            try:
-                return verify(folder, name, version)
-            except StoreError:
-                pass  # a damaged cached copy: download it again
-        return self._download(name, version, manifest, folder)
+        return _cached(folder, name, version, manifest) or self._download(
+            name, version, manifest, folder)
 
     def _download(self, name: str, version: str, manifest: bytes, folder: Path) -> Path:
-        """Download a version into a staging folder, verify it, rename it into place."""
+        """Download a version into a staging folder, verify it, rename it into place.
+
+        Processes that share the cache may download the same version at once: the first
+        rename wins, and a copy in place is never removed while it is intact, since
+        another process may be loading from it. Only a damaged or stale copy is moved
+        aside (itself with a rename) for this one."""
         staging = folder.parent / f".download-{uuid.uuid4().hex}"
         staging.mkdir(parents=True)
         try:
@@ -232,12 +233,15 @@ class S3Store(Store):
                 (staging / filename).write_bytes(found[0])
             (staging / MANIFEST).write_bytes(manifest)
             verify(staging, name, version)
-            shutil.rmtree(folder, ignore_errors=True)
-            try:
-                staging.rename(folder)
-            except OSError:
-                pass  # another process put its copy there first: use that one
-            return verify(folder, name, version)
+            for _ in range(3):
+                try:
+                    staging.rename(folder)  # fails while a copy (not an empty folder) is there
+                    return folder
+                except OSError:
+                    if in_place := _cached(folder, name, version, manifest):
+                        return in_place  # another process put an intact copy there first
+                    _move_aside(folder)
+            raise StoreError(f"{name} {version}: could not put a copy in the cache {folder}")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -264,3 +268,23 @@ class S3Store(Store):
                     return False  # changed since it was read: read again and retry
                 raise
         return True
+
+
+def _cached(folder: Path, name: str, version: str, manifest: bytes) -> Path | None:
+    """The cached copy in `folder` when it holds exactly `manifest`'s files, intact."""
+    try:
+        if (folder / MANIFEST).read_bytes() == manifest:
+            return verify(folder, name, version)
+    except (OSError, StoreError):
+        pass  # missing, damaged, or moved aside by another process meanwhile
+    return None
+
+
+def _move_aside(folder: Path) -> None:
+    """Rename a damaged or stale cached copy out of the way, then remove it."""
+    aside = folder.parent / f".stale-{uuid.uuid4().hex}"
+    try:
+        folder.rename(aside)
+    except OSError:
+        return  # gone already: another process moved it
+    shutil.rmtree(aside, ignore_errors=True)
