@@ -2,7 +2,7 @@
 trains a torchvision ResNet-18 (from a state dict the test writes, backbone frozen) and a
 photo filter (against a folder of the user's "not my domain" pictures), both are
 published to a store, and the real worker and web tier serve them: an uploaded photo
-comes back with its class by name."""
+comes back with its class by name, and the SageMaker archive of both answers alike."""
 
 import io
 import json
@@ -16,11 +16,13 @@ from bench.processes import Worker
 from sieve.migrate import upgrade
 from sieve.store import ModelStore
 from tests.photos import write_state_dict
+from tests.sagemaker_handler import run_handler
 from training import train
 from training.data import load_dataset
 from training.models import architecture, build_model
 from training.photo_folder import DOMAIN, make_outliers_dir, make_photo_folder
 from training.predict import Predictor
+from training.sagemaker.package import build_model_archive, safe_extract
 from web import create_app
 from web.api.tokens import create_token
 from web.users import create_user
@@ -155,3 +157,29 @@ def test_uploaded_photo_is_classified_by_name_through_the_service(photo_domain,
     assert [p["state"] for p in items] == ["done"] * len(items), items
     assert [p["label"] for p in items] == [e["class"] for e in expected]
     assert all(p["label"] in DOMAIN for p in items)
+
+
+def test_the_sagemaker_archive_serves_the_backbone_as_the_container_would(photo_domain,
+                                                                        tmp_path):
+    """The archive of the ResNet-18 classifier and the photo filter, unpacked into an empty
+    folder and started from its code/ alone, gives the domain's photos the verdicts and
+    classes that the published models give them here."""
+    store = photo_domain["store"]
+    archive = tmp_path / "model.tar.gz"
+    build_model_archive(store, "classifier", None, archive, with_filter=True)
+    folder = safe_extract(archive, tmp_path / "model")
+    photos = [p.read_bytes() for name in DOMAIN
+              for p in sorted((photo_domain["folder"] / "val" / name).iterdir())[:2]]
+    verdicts = Predictor.from_store("filter", store=store).filter_verdicts(photos)
+    assert any(v["accepted"] for v in verdicts), "the filter turns away every domain photo"
+    classes = Predictor.from_store("classifier", store=store).classify(photos)
+    answers = run_handler(folder, tmp_path, [(p, "image/jpeg") for p in photos])
+    for answer, verdict, expected in zip(answers, verdicts, classes, strict=True):
+        (prediction,) = answer["body"]["predictions"]
+        assert prediction["filter"]["accepted"] == verdict["accepted"]
+        assert prediction["filter"]["score"] == pytest.approx(verdict["score"], abs=1e-5)
+        if verdict["accepted"]:
+            assert prediction["status"] == "done"
+            assert prediction["class"] == expected["class"]
+        else:
+            assert prediction["status"] == "rejected" and "class" not in prediction

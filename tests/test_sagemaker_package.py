@@ -3,37 +3,13 @@ unpacked into a folder and imported by a fresh Python process that sees only `co
 
 import base64
 import json
-import subprocess
-import sys
 import tarfile
 
 import pytest
 
+from tests.sagemaker_handler import run_handler
 from training.sagemaker import package
 from training.sagemaker.package import build_model_archive, safe_extract
-
-# Runs in the fresh process: the handler contract, driven like the PyTorch container does.
-HARNESS = r"""
-import json, sys
-from pathlib import Path
-import inference
-code = Path(sys.argv[1]).resolve() / "code"
-requests = json.loads(Path(sys.argv[2]).read_text())
-model = inference.model_fn(sys.argv[1])
-answers = []
-for request in requests:
-    body = Path(request["file"]).read_bytes()
-    try:
-        data = inference.input_fn(body, request["content_type"])
-        output, kind = inference.output_fn(inference.predict_fn(data, model), "application/json")
-        answers.append({"kind": kind, "body": json.loads(output)})
-    except inference.RequestError as exc:
-        answers.append({"error": str(exc), "status": exc.status_code})
-outside = [m.__file__ for n, m in sys.modules.items() if n.split(".")[0] == "training"
-           and not Path(m.__file__).resolve().is_relative_to(code)]
-assert not outside, f"project modules from outside the archive: {outside}"
-print(json.dumps(answers))
-"""
 
 
 @pytest.fixture(scope="module")
@@ -46,22 +22,6 @@ def unpacked(trained_store, tmp_path_factory):
     assert description["models"] == {"classifier": {"name": "classifier", "version": "v1"},
                                      "filter": {"name": "filter", "version": "v1"}}
     return archive, safe_extract(archive, folder / "model")
-
-
-def run_handler(model_dir, tmp_path, requests: list[tuple[bytes, str]]) -> list[dict]:
-    """Send requests through the unpacked handler in a new process; its answers."""
-    listed = []
-    for index, (body, content_type) in enumerate(requests):
-        path = tmp_path / f"request-{index}"
-        path.write_bytes(body)
-        listed.append({"file": str(path), "content_type": content_type})
-    (tmp_path / "requests.json").write_text(json.dumps(listed))
-    done = subprocess.run(
-        [sys.executable, "-c", HARNESS, str(model_dir), str(tmp_path / "requests.json")],
-        cwd=tmp_path, env={"PYTHONPATH": str(model_dir / "code"), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def test_archive_layout(unpacked):
