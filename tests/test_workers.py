@@ -64,13 +64,17 @@ def test_images_through_the_whole_chain(start_worker, celery_app, db, settings, 
     assert pushed[-1] == db.events(accepted)[-1]
     subscription.close()
 
-    scraped = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
-    assert 'sieve_worker_predictions_total{state="done"} 2.0' in scraped
-    assert 'sieve_worker_predictions_total{state="rejected"} 1.0' in scraped
-    assert 'sieve_worker_batch_size_count{model="filter"}' in scraped
-    assert 'sieve_worker_task_seconds_count{outcome="success",task="sieve.classify"}' in scraped
-    assert 'sieve_worker_served_model{model="classifier",version="v1"} 1.0' in scraped
-    assert 'sieve_worker_queue_depth{queue="classify"} 0.0' in scraped
+    # A worker counts a prediction after committing it, and a task after it returns: the
+    # last counts may come a moment after the database shows every prediction final.
+    expected = ['sieve_worker_predictions_total{state="done"} 2.0',
+                'sieve_worker_predictions_total{state="rejected"} 1.0',
+                'sieve_worker_batch_size_count{model="filter"}',
+                'sieve_worker_task_seconds_count{outcome="success",task="sieve.classify"}',
+                'sieve_worker_served_model{model="classifier",version="v1"} 1.0',
+                'sieve_worker_queue_depth{queue="classify"} 0.0']
+    wait_for(lambda: all(line in requests.get(f"http://127.0.0.1:{metrics_port}/metrics",
+                                              timeout=5).text for line in expected),
+             10, f"the worker's metrics to show {expected}")
 
 
 def test_a_broken_image_fails_and_the_worker_goes_on(start_worker, celery_app, db,
