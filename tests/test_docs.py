@@ -138,6 +138,8 @@ RULES = [
      "the sandbox store has versions v1 and v2 of each model"),
     (r"mkdocs build", (r"mkdocs build", "mkdocs build --site-dir {tmp}/site"),
      "builds into a temporary folder, not site/ in the checkout"),
+    (r"-m training\.uploads --preview", (r"--preview (\S+)", r"--preview {tmp}/\1"),
+     "draws the picture into a temporary folder, not into the checkout"),
 ]
 
 
