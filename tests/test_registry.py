@@ -78,22 +78,6 @@ def test_s3_layout_manifest_last_and_damage_detected(s3_store_url, s3_env, tmp_p
         store.open("classifier", "v1")
 
 
-class _HeldDownloads:
-    """An S3 client that holds each download of a `model.pt` until `go` is set."""
-
-    def __init__(self, client):
-        self.client, self.waiting, self.go = client, threading.Event(), threading.Event()
-
-    def __getattr__(self, name: str):
-        return getattr(self.client, name)
-
-    def get_object(self, **kwargs):
-        if kwargs["Key"].endswith("/model.pt"):
-            self.waiting.set()
-            assert self.go.wait(30), "the test never let the download go on"
-        return self.client.get_object(**kwargs)
-
-
 def test_s3_a_cached_copy_in_use_is_never_replaced(s3_store_url, s3_env, tmp_path):
     """Two workers sharing a cache open one version at once: the one that finishes second
     uses the copy the first put in place, and leaves it there (the first may be loading
@@ -102,16 +86,24 @@ def test_s3_a_cached_copy_in_use_is_never_replaced(s3_store_url, s3_env, tmp_pat
     assert _publish(open_store(s3_store_url), tmp_path) == "v1"
     first = S3Store.from_url(s3_store_url, cache, endpoint)
     second = S3Store.from_url(s3_store_url, cache, endpoint)
-    second.client = held = _HeldDownloads(second.client)
+    waiting, go = threading.Event(), threading.Event()
+
+    def hold(params, **_kwargs):
+        """The second worker's download of model.pt waits until the test lets it go on."""
+        if params["Key"].endswith("/model.pt"):
+            waiting.set()
+            go.wait(30)
+
+    second.client.meta.events.register("before-parameter-build.s3.GetObject", hold)
     opened = []
     thread = threading.Thread(target=lambda: opened.append(second.open("classifier", "v1")))
     thread.start()
     try:
-        assert held.waiting.wait(30), "the second worker never started its download"
+        assert waiting.wait(30), "the second worker never started its download"
         folder = first.open("classifier", "v1")
         in_place = folder.stat().st_ino
     finally:
-        held.go.set()
+        go.set()
         thread.join(timeout=30)
     assert opened == [folder]
     assert folder.stat().st_ino == in_place
